@@ -1,0 +1,1 @@
+"""Deterministic transaction execution over versioned key-value state."""

@@ -1,0 +1,255 @@
+"""``zhongshu``: run a hub, manage keys, deposit evidence, verify proofs, benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+
+from zhongshu.crypto import CryptoError, get_suite, load_private_key_pem
+from zhongshu.ledger.genesis import GenesisError, load_genesis
+from zhongshu.node.home import DEFAULT_PORT, HomeError, default_home, init_single_home, save_key
+
+app = typer.Typer(no_args_is_help=True, add_completion=True, help="Zhongshu (中枢) city blockchain hub.")
+keys_app = typer.Typer(no_args_is_help=True, help="Key pairs (SM2 or Ed25519).")
+node_app = typer.Typer(no_args_is_help=True, help="Run one node from its home directory.")
+evidence_app = typer.Typer(no_args_is_help=True, help="Evidence deposit (存证).")
+app.add_typer(keys_app, name="keys")
+app.add_typer(node_app, name="node")
+app.add_typer(evidence_app, name="evidence")
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(Exception):
+    """A failure to report in one line with a non-zero exit."""
+
+
+def friendly(fn: F) -> F:
+    """Turn expected failures into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from zhongshu.sdk import ApiError
+
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False)
+        except httpx.HTTPError as exc:
+            err.print(f"error: cannot reach the gateway: {exc}", markup=False, highlight=False)
+        except (CliError, HomeError, GenesisError, CryptoError, OSError, ValueError) as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- running nodes ----------------------------------------------------------------------
+
+
+def _serve(home: Path, port: int | None, banner: Callable[[str], None]) -> None:
+    from zhongshu.gateway.server import serve_home
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_home(home, port=port, on_ready=banner))
+    out.print("[bold]stopped[/]; data kept in", str(home / "data"))
+
+
+@app.command()
+@friendly
+def up(
+    nodes: int = typer.Option(1, help="Validator nodes to run on this machine."),
+    suite: str = typer.Option("sm", help="Crypto suite of a new chain: sm or intl."),
+    home: Path = typer.Option(None, help="Home directory (default ~/.zhongshu or $ZHONGSHU_HOME)."),
+    port: int = typer.Option(DEFAULT_PORT, help="Gateway port."),
+) -> None:
+    """Start a local hub on this machine (creating it on first run) and print its URLs."""
+    if nodes != 1:
+        raise CliError("this version runs a single validator; use --nodes 1")
+    home = home or default_home()
+    get_suite(suite)
+    created = False
+    if not (home / "genesis.json").exists():
+        init_single_home(home, suite=suite, port=port, now_ms=now_ms())
+        created = True
+
+    def banner(url: str) -> None:
+        genesis = load_genesis(home / "genesis.json")
+        out.print(
+            f"[bold green]zhongshu[/] {'created' if created else 'resumed'} chain "
+            f"[bold]{genesis.chain_id}[/] (suite {genesis.suite}) in {home}"
+        )
+        out.print(f"  API      {url}/v1/chains/{genesis.chain_id}/status")
+        out.print(f"  OpenAPI  {url}/docs")
+        out.print(f"  genesis  {home / 'genesis.json'}")
+        out.print("Press Ctrl-C to stop.")
+        sys.stdout.flush()
+
+    _serve(home, port, banner)
+
+
+@node_app.command("start")
+@friendly
+def node_start(
+    home: Path = typer.Option(..., help="The node's home directory (holds genesis.json)."),
+    port: int = typer.Option(None, help="Override the gateway port from config.json."),
+) -> None:
+    """Run the node whose files are in HOME."""
+
+    def banner(url: str) -> None:
+        out.print(f"[bold green]node up[/] {url}  (home {home})")
+        sys.stdout.flush()
+
+    _serve(home, port, banner)
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+@keys_app.command("new")
+@friendly
+def keys_new(
+    out_file: Path = typer.Option(..., "--out", help="Where to write the PEM private key."),
+    suite: str = typer.Option("sm", help="sm (SM2) or intl (Ed25519)."),
+) -> None:
+    """Create a key pair; print the public key (hex)."""
+    if out_file.exists():
+        raise CliError(f"{out_file} exists; refusing to overwrite a key")
+    key = get_suite(suite).generate_private_key()
+    save_key(out_file, key)
+    out.print(key.public_hex(), highlight=False)
+
+
+# -- evidence ---------------------------------------------------------------------------
+
+
+def _load_key(path: Path) -> Any:
+    try:
+        return load_private_key_pem(path.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read key {path}: {exc.strerror}") from None
+
+
+@evidence_app.command("put")
+@friendly
+def evidence_put(
+    file: Path = typer.Argument(..., help="The file whose digest to deposit."),
+    key: Path = typer.Option(..., help="PEM private key that signs the deposit."),
+    api: str = typer.Option(f"http://127.0.0.1:{DEFAULT_PORT}", help="Gateway URL."),
+    chain: str = typer.Option("main", help="Chain id."),
+    proof_out: Path = typer.Option(None, help="Write the proof bundle (JSON) here."),
+    name: str = typer.Option(None, help="Name to record (default: the file name)."),
+) -> None:
+    """Deposit FILE's digest; print the transaction hash and committed height."""
+    from zhongshu.sdk import Client
+
+    signer = _load_key(key)
+    data = file.read_bytes()
+    with Client(api, chain) as client:
+        status = client.status()
+        if status["suite"] != signer.suite.name:
+            raise CliError(f"chain {chain!r} uses suite {status['suite']}, the key is {signer.suite.name}")
+        digest = signer.suite.hash(data)
+        receipt = client.put_evidence(signer, digest, name or file.name, {"size": str(len(data))})
+        if receipt["receipt"]["status"] != "ok":
+            raise CliError(f"deposit failed: {receipt['receipt']['error']}")
+        result = receipt["receipt"]["result"]
+        out.print(receipt["tx_hash"], highlight=False)
+        out.print(f"height {receipt['height']}", highlight=False)
+        if result.get("duplicate"):
+            out.print(
+                f"note: this digest was first deposited at height {result['height']} "
+                f"(tx {result['tx_hash']})",
+                highlight=False,
+            )
+        if proof_out:
+            bundle = client.get_proof(receipt["tx_hash"])
+            proof_out.write_text(json.dumps(bundle, indent=2) + "\n")
+            err.print(f"proof written to {proof_out}", highlight=False)
+
+
+@evidence_app.command("get")
+@friendly
+def evidence_get(
+    digest: str = typer.Argument(None, help="Digest (hex); or give --file."),
+    file: Path = typer.Option(None, help="Compute the digest of this file."),
+    api: str = typer.Option(f"http://127.0.0.1:{DEFAULT_PORT}", help="Gateway URL."),
+    chain: str = typer.Option("main", help="Chain id."),
+) -> None:
+    """Show the evidence record of a digest."""
+    from zhongshu.sdk import Client
+
+    with Client(api, chain) as client:
+        if file is not None:
+            digest = get_suite(client.status()["suite"]).hash(file.read_bytes()).hex()
+        if not digest:
+            raise CliError("give a digest or --file")
+        out.print_json(json.dumps(client.get_evidence(digest)))
+
+
+# -- verify -----------------------------------------------------------------------------
+
+
+@app.command()
+def verify(
+    bundle: Path = typer.Argument(..., help="Proof bundle (JSON)."),
+    file: Path = typer.Option(None, help="The original file: its digest must be the deposited one."),
+    trust: Path = typer.Option(None, help="Trusted genesis.json of the chain."),
+) -> None:
+    """Verify a proof bundle offline. Exit 0 only when it is valid."""
+    from zhongshu.ledger.proof import ProofInvalid, verify_bundle
+
+    try:
+        doc = json.loads(bundle.read_text())
+        trusted = load_genesis(trust) if trust else None
+        digest = None
+        if file is not None:
+            suite_name = doc.get("suite") if isinstance(doc, dict) else None
+            digest = get_suite(suite_name if isinstance(suite_name, str) else "sm").hash(file.read_bytes())
+        result = verify_bundle(doc, trusted=trusted, file_digest=digest)
+    except ProofInvalid as exc:
+        err.print(f"INVALID: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except (OSError, ValueError, GenesisError, CryptoError) as exc:
+        err.print(f"INVALID: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.time / 1000))
+    out.print(
+        f"[bold green]VALID[/]: tx {result.tx_hash.hex()} committed on chain {result.chain_id} "
+        f"at height {result.height}, {when}, signed by {result.signed_power}/{result.total_power} "
+        "of the voting power",
+        highlight=False,
+    )
+    if result.digest is not None:
+        out.print(
+            f"  evidence digest {result.digest.hex()}" + (" matches the file" if file is not None else ""),
+            highlight=False,
+        )
+    if trusted is None:
+        out.print(
+            "[yellow]warning[/]: no --trust genesis given; the validator set was taken "
+            "from the bundle itself",
+            highlight=False,
+        )
+
+
+def main() -> None:
+    app()

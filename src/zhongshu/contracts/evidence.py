@@ -1,0 +1,100 @@
+"""Evidence deposit (存证): fix a file's digest, name and metadata on the chain at a time.
+
+State keys:
+  ``ev/d/<digest>``                         -> EvidenceRecord
+  ``ev/o/<owner key>/<height u64><index u32>`` -> digest (deposits by owner, in order)
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+from zhongshu.codec import decode, encode
+from zhongshu.execution.context import CallContext
+from zhongshu.execution.errors import InvalidArguments
+from zhongshu.execution.registry import Contract, Method
+from zhongshu.ledger.evidence_args import EvidencePut
+
+MAX_PAYLOAD = 64 * 1024
+MAX_NAME = 512
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_BYTES = 8 * 1024
+DIGEST_SIZES = (32, 48, 64)
+
+_LOC = struct.Struct(">QI")
+
+
+class EvidenceRecord(msgspec.Struct, array_like=True, frozen=True, tag="evidence.record"):
+    digest: bytes
+    name: str
+    metadata: dict[str, str]
+    payload: bytes
+    owner: bytes
+    """Public key of the depositor."""
+    height: int
+    time: int
+    tx_hash: bytes
+
+
+class EvidencePutResult(msgspec.Struct, frozen=True):
+    digest: bytes
+    height: int
+    """Height of the first deposit of this digest."""
+    time: int
+    tx_hash: bytes
+    """The transaction of the first deposit."""
+    duplicate: bool
+    """True when the digest was already deposited; nothing new is written."""
+
+
+def digest_key(digest: bytes) -> bytes:
+    return b"ev/d/" + digest
+
+
+def owner_prefix(owner: bytes) -> bytes:
+    return b"ev/o/" + owner + b"/"
+
+
+def put(ctx: CallContext, args: EvidencePut) -> EvidencePutResult:
+    """Deposit a digest; a second deposit of the same digest returns the original height and time."""
+    # The digest is a 256-, 384- or 512-bit hash of the file.
+    if len(args.digest) not in DIGEST_SIZES:
+        raise InvalidArguments(f"digest must be 32, 48 or 64 bytes, got {len(args.digest)}")
+    # The name is short enough to index and show.
+    if len(args.name.encode()) > MAX_NAME:
+        raise InvalidArguments(f"name longer than {MAX_NAME} bytes")
+    # Metadata is small: a handful of string pairs.
+    meta_size = sum(len(k.encode()) + len(v.encode()) for k, v in args.metadata.items())
+    if len(args.metadata) > MAX_METADATA_ENTRIES or meta_size > MAX_METADATA_BYTES:
+        raise InvalidArguments(f"metadata over {MAX_METADATA_ENTRIES} entries or {MAX_METADATA_BYTES} bytes")
+    # The optional payload is at most 64 KiB.
+    if len(args.payload) > MAX_PAYLOAD:
+        raise InvalidArguments(f"payload of {len(args.payload)} bytes exceeds {MAX_PAYLOAD}")
+    key = digest_key(args.digest)
+    existing = ctx.state.get(key)
+    if existing is not None:
+        first = decode(existing, EvidenceRecord, canonical=False)
+        return EvidencePutResult(first.digest, first.height, first.time, first.tx_hash, True)
+    record = EvidenceRecord(
+        args.digest,
+        args.name,
+        args.metadata,
+        args.payload,
+        ctx.sender,
+        ctx.height,
+        ctx.time,
+        ctx.tx_hash,
+    )
+    ctx.state.set(key, encode(record))
+    ctx.state.set(owner_prefix(ctx.sender) + _LOC.pack(ctx.height, ctx.tx_index), args.digest)
+    ctx.emit("deposited", {"digest": args.digest, "name": args.name, "owner": ctx.sender})
+    return EvidencePutResult(args.digest, ctx.height, ctx.time, ctx.tx_hash, False)
+
+
+CONTRACT = Contract("evidence", {"put": Method("put", EvidencePut, put)})
+
+
+def decode_record(raw: bytes) -> EvidenceRecord:
+    return decode(raw, EvidenceRecord, canonical=False)

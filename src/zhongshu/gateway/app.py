@@ -1,0 +1,247 @@
+"""The REST gateway (FastAPI): the routes of design.md, errors as RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response, StreamingResponse
+
+from zhongshu import __version__
+from zhongshu.codec import encode_json
+from zhongshu.gateway.limits import BodySizeLimit
+from zhongshu.gateway.problems import problem_response, refused_response
+from zhongshu.gateway.views import (
+    commit_view,
+    committed_view,
+    decoded,
+    header_view,
+)
+from zhongshu.ledger.genesis import genesis_to_json
+from zhongshu.node import errors
+from zhongshu.node.chain import ChainNode
+from zhongshu.node.txcheck import TxJSON, tx_from_json, tx_to_json
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BATCH = 10_000
+
+_tx_batch_decoder = msgspec.json.Decoder(TxJSON | list[TxJSON])
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
+
+
+def _hex_param(name: str, value: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise errors.MalformedTransaction(f"{name} must be lowercase hex") from None
+    if not raw:
+        raise errors.MalformedTransaction(f"{name} must not be empty")
+    return raw
+
+
+def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The gateway over the chains this node serves."""
+    app = FastAPI(
+        title="Zhongshu gateway",
+        version=__version__,
+        description="Access API of the Zhongshu city blockchain hub. Errors are RFC 9457 "
+        "problem documents (application/problem+json).",
+        default_response_class=JSONResponse,
+    )
+
+    @app.exception_handler(errors.Refused)
+    async def on_refused(request: Request, exc: errors.Refused) -> Response:
+        return refused_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return problem_response(
+            400,
+            "invalid-request",
+            "Invalid request",
+            f"{where}: {first.get('msg', 'invalid')}",
+            request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            f"{request.method} {request.url.path}: {exc.detail}",
+            request.url.path,
+        )
+
+    def chain_of(chain: str) -> ChainNode:
+        node = chains.get(chain)
+        if node is None:
+            raise errors.UnknownChain(
+                f"this node serves no chain {chain!r} (it serves: {', '.join(sorted(chains))})"
+            )
+        return node
+
+    @app.get("/v1/chains")
+    async def list_chains() -> Any:
+        """The chains this node serves."""
+        return {"chains": [node.status() for node in chains.values()]}
+
+    @app.get("/v1/chains/{chain}/status")
+    async def status(chain: str) -> Any:
+        """Height, latest block hash and mempool size of a chain."""
+        return chain_of(chain).status()
+
+    @app.get("/v1/chains/{chain}/genesis")
+    async def genesis(chain: str) -> Any:
+        """The chain's genesis document (what `zhongshu verify --trust` takes)."""
+        return genesis_to_json(chain_of(chain).genesis)
+
+    @app.post("/v1/chains/{chain}/txs", status_code=202)
+    async def submit(chain: str, request: Request, wait: str = "", timeout: float = 30.0) -> Any:
+        """Submit one transaction (a JSON object) or a batch (a JSON array), all or nothing.
+
+        With ``?wait=commit`` the answer comes once all are committed, with their receipts.
+        """
+        node = chain_of(chain)
+        body = await request.body()
+        try:
+            parsed = _tx_batch_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise errors.MalformedTransaction(f"the body is not a transaction or a list: {exc}") from None
+        items = parsed if isinstance(parsed, list) else [parsed]
+        if not items:
+            raise errors.MalformedTransaction("the batch is empty")
+        if len(items) > MAX_BATCH:
+            raise errors.TooLarge(f"a batch holds at most {MAX_BATCH} transactions")
+        txs = []
+        failures: list[tuple[int, errors.Refused]] = []
+        for i, item in enumerate(items):
+            try:
+                txs.append(tx_from_json(item))
+            except errors.Refused as exc:
+                failures.append((i, exc))
+        if failures:
+            if len(items) == 1:
+                raise failures[0][1]
+            raise errors.BatchRefused(failures)
+        hashes = await node.submit(txs)
+        if wait == "commit":
+            done = await node.wait_committed(hashes, timeout)
+            return JSONResponse({"status": "committed", "receipts": [committed_view(c) for c in done]}, 200)
+        if wait:
+            raise errors.MalformedTransaction(f"wait must be 'commit', not {wait!r}")
+        return JSONResponse({"status": "pending", "tx_hashes": [h.hex() for h in hashes]}, 202)
+
+    @app.get("/v1/chains/{chain}/txs/{tx_hash}")
+    async def get_tx(chain: str, tx_hash: str) -> Any:
+        """A transaction with its receipt, or its pending status."""
+        node = chain_of(chain)
+        h = _hex_param("tx hash", tx_hash)
+        tx, committed = node.load_tx(h)
+        view: dict[str, Any] = {
+            "hash": h.hex(),
+            "status": "committed" if committed else "pending",
+            "tx": tx_to_json(tx),
+            "args_decoded": decoded(tx.args),
+        }
+        if committed:
+            view.update(committed_view(committed))
+        return view
+
+    @app.get("/v1/chains/{chain}/txs/{tx_hash}/proof")
+    async def get_proof(chain: str, tx_hash: str, anchor: str = "") -> Any:
+        """The offline proof bundle; ``?anchor=latest`` proves the block through the newest header."""
+        node = chain_of(chain)
+        h = _hex_param("tx hash", tx_hash)
+        return node.build_proof(h, anchor_latest=anchor == "latest")
+
+    @app.get("/v1/chains/{chain}/blocks/{height}")
+    async def get_block(chain: str, height: str) -> Any:
+        """A block by height (or ``latest``): header, transaction hashes, commit."""
+        node = chain_of(chain)
+        if height == "latest":
+            number = node.height
+        else:
+            try:
+                number = int(height)
+            except ValueError:
+                raise errors.NotFound(f"height must be a number or 'latest', not {height!r}") from None
+        record = node.load_block(number)
+        header = record.block.header
+        return {
+            "height": header.height,
+            "hash": record.block_hash.hex(),
+            "time": header.time,
+            "tx_count": header.tx_count,
+            "txs": [r.tx_hash.hex() for r in record.receipts],
+            "header": header_view(header),
+            "commit": commit_view(record.commit),
+        }
+
+    @app.get("/v1/chains/{chain}/evidence/{digest}")
+    async def get_evidence(chain: str, digest: str) -> Any:
+        """An evidence record by file digest."""
+        record = chain_of(chain).get_evidence(_hex_param("digest", digest))
+        return _evidence_view(record)
+
+    @app.get("/v1/chains/{chain}/evidence")
+    async def list_evidence(chain: str, owner: str, limit: int = 100) -> Any:
+        """Evidence deposited by one owner (public key, hex), oldest first."""
+        records = chain_of(chain).list_evidence(_hex_param("owner", owner), max(1, min(limit, 1000)))
+        return {"evidence": [_evidence_view(r) for r in records]}
+
+    @app.get("/v1/chains/{chain}/events")
+    async def events(chain: str, request: Request) -> StreamingResponse:
+        """Server-sent events: one ``block`` event per committed block, one ``event`` per contract event."""
+        node = chain_of(chain)
+        queue = node.subscribe()
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b": subscribed\n\n"
+                while True:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), 15)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield b": keep-alive\n\n"
+                        continue
+                    if item is None:
+                        return
+                    yield f"event: {item['type']}\ndata: {json.dumps(item)}\n\n".encode()
+            finally:
+                node.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    return app
+
+
+def _evidence_view(record: Any) -> dict[str, Any]:
+    return {
+        "digest": record.digest.hex(),
+        "name": record.name,
+        "metadata": record.metadata,
+        "payload": record.payload.hex(),
+        "owner": record.owner.hex(),
+        "height": record.height,
+        "time": record.time,
+        "tx_hash": record.tx_hash.hex(),
+    }

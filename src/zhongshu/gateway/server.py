@@ -1,0 +1,57 @@
+"""Run a node process: its chains and the gateway in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from zhongshu.gateway.app import create_app
+from zhongshu.node.chain import ChainNode
+from zhongshu.node.home import load_home
+from zhongshu.node.signer import Signer
+
+
+async def serve_home(
+    home: Path, *, port: int | None = None, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve the node in ``home`` until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
+    config, genesis, key = load_home(home)
+    signer = Signer(key, home / "signer_state.json")
+    node = ChainNode(genesis, config.data_dir, signer)
+    app = create_app({genesis.chain_id: node})
+    uv = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.api_host,
+            port=port or config.api_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    producer = asyncio.create_task(node.run(), name="block-producer")
+    url = f"http://{config.api_host}:{port or config.api_port}"
+
+    async def announce() -> None:
+        while not uv.started:
+            if producer.done() or uv.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        if on_ready:
+            on_ready(url)
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await uv.serve()
+    finally:
+        announcer.cancel()
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+        node.close()
+        logging.getLogger("zhongshu.node").info("node stopped at height %d", node.height)

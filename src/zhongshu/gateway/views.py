@@ -1,0 +1,75 @@
+"""JSON views of ledger objects for the API: bytes as lowercase hex."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zhongshu.codec import DecodeError, decode_any
+from zhongshu.ledger.types import CommitCertificate, Header, Receipt
+from zhongshu.node.chain import Committed
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values from decoded MessagePack: bytes become hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def decoded(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return jsonable(decode_any(raw))
+    except DecodeError:
+        return raw.hex()
+
+
+def header_view(header: Header) -> dict[str, Any]:
+    return {
+        "chain_id": header.chain_id,
+        "height": header.height,
+        "time": header.time,
+        "prev_hash": header.prev_hash.hex(),
+        "tx_count": header.tx_count,
+        "tx_root": header.tx_root.hex(),
+        "receipt_root": header.receipt_root.hex(),
+        "state_root": header.state_root.hex(),
+        "history_root": header.history_root.hex(),
+        "validator_set_hash": header.validator_set_hash.hex(),
+        "proposer": header.proposer.hex(),
+    }
+
+
+def commit_view(commit: CommitCertificate) -> dict[str, Any]:
+    return {
+        "height": commit.height,
+        "round": commit.round,
+        "block_hash": commit.block_hash.hex(),
+        "signatures": [
+            {"validator": s.validator.hex(), "signature": s.signature.hex()} for s in commit.signatures
+        ],
+    }
+
+
+def receipt_view(receipt: Receipt) -> dict[str, Any]:
+    return {
+        "status": "ok" if receipt.status == 0 else "failed",
+        "result": decoded(receipt.result),
+        "error": receipt.error,
+        "events": [{"contract": e.contract, "name": e.name, "data": decoded(e.data)} for e in receipt.events],
+    }
+
+
+def committed_view(c: Committed) -> dict[str, Any]:
+    return {
+        "tx_hash": c.tx_hash.hex(),
+        "height": c.height,
+        "index": c.index,
+        "time": c.time,
+        "receipt": receipt_view(c.receipt),
+    }

@@ -1,0 +1,490 @@
+"""One chain served by this node: store, mempool, execution and consensus wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zhongshu.codec import decode, encode
+from zhongshu.consensus.boundary import Action, CommitBlock, ProposeBlock, SignVote
+from zhongshu.consensus.solo import SoloConsensus
+from zhongshu.contracts import build_registry, evidence
+from zhongshu.crypto import get_suite
+from zhongshu.execution.executor import apply_transactions
+from zhongshu.ledger.hashing import (
+    compute_block_hash,
+    compute_genesis_hash,
+    compute_receipt_root,
+    compute_state_root,
+    compute_tx_hash,
+    compute_tx_root,
+    compute_validator_set_hash,
+)
+from zhongshu.ledger.history import HistoryAccumulator
+from zhongshu.ledger.proof import build_bundle
+from zhongshu.ledger.types import Block, Genesis, Header, Receipt, Transaction
+from zhongshu.node import errors
+from zhongshu.node.mempool import Mempool, PendingTx
+from zhongshu.node.signer import Signer
+from zhongshu.node.txcheck import check_tx
+from zhongshu.store import BlockRecord, ChainStore
+
+log = logging.getLogger("zhongshu.node")
+
+Clock = Callable[[], int]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Where a transaction landed."""
+
+    tx_hash: bytes
+    height: int
+    index: int
+    time: int
+    receipt: Receipt
+
+
+@dataclass(frozen=True)
+class BuiltBlock:
+    """A block this node assembled, with everything needed to store it once decided."""
+
+    block: Block
+    block_hash: bytes
+    receipts: list[Receipt]
+    writes: dict[bytes, bytes | None]
+    tx_hashes: list[bytes]
+    state_root: bytes
+
+
+class FrontierState:
+    """What is persisted beside each block so a restart resumes exactly."""
+
+    HISTORY = "history_frontier"
+    HISTORY_SIZE = "history_size"
+    STATE_ROOT = "state_root"
+
+
+class ChainNode:
+    """Serves one chain: accepts transactions, produces blocks, answers queries."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        data_dir: Path,
+        signer: Signer,
+        *,
+        mempool_max_txs: int = 100_000,
+        mempool_max_bytes: int = 256 * 1024 * 1024,
+        verify_threads: int | None = None,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.suite = get_suite(genesis.suite)
+        self.hash = self.suite.hasher()
+        self.genesis_hash = compute_genesis_hash(self.hash, genesis)
+        self.validator_set_hash = compute_validator_set_hash(self.hash, genesis.validators)
+        self.registry = build_registry()
+        self.store = ChainStore(data_dir)
+        self.signer = signer
+        self.clock = clock
+        self.mempool = Mempool(mempool_max_txs, mempool_max_bytes)
+        self._pool = ThreadPoolExecutor(
+            max_workers=verify_threads or 2, thread_name_prefix=f"verify-{self.chain_id}"
+        )
+        self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._built: BuiltBlock | None = None
+        self._open_store()
+        last = self.store.load_header(self.height)
+        self.consensus = SoloConsensus(
+            self.chain_id,
+            genesis.validators,
+            signer.public_key,
+            self.height + 1,
+            last.time if last else genesis.time,
+            genesis.params.block_interval_ms,
+        )
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def _open_store(self) -> None:
+        stored = self.store.load_meta("genesis_hash")
+        if stored is None:
+            self.store.save_meta("genesis_hash", self.genesis_hash)
+        elif stored != self.genesis_hash:
+            raise errors.Refused(
+                f"the store at {self.store.path} belongs to another genesis "
+                f"({stored.hex()[:16]}..., expected {self.genesis_hash.hex()[:16]}...)"
+            )
+        self.height = self.store.height()
+        raw_frontier = self.store.load_meta(FrontierState.HISTORY)
+        raw_size = self.store.load_meta(FrontierState.HISTORY_SIZE)
+        frontier = decode(raw_frontier, list[bytes]) if raw_frontier else []
+        size = int.from_bytes(raw_size, "big") if raw_size else 0
+        self.history = HistoryAccumulator(self.hash, size, frontier)
+        # The accumulator holds every stored block: a broken invariant stops the node.
+        if self.history.size != self.height:
+            raise RuntimeError(f"history size {self.history.size} != stored height {self.height}")
+        self.state_root = self.store.load_meta(FrontierState.STATE_ROOT) or self.hash(b"")
+        last_hash = self.store.load_block_hash(self.height) if self.height else None
+        self.last_block_hash = last_hash or self.genesis_hash
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._pool.shutdown(wait=True)
+        for q in list(self._subscribers):
+            q.put_nowait(None)
+        self.store.close()
+
+    # -- submission --------------------------------------------------------------------
+
+    async def submit(self, txs: Sequence[Transaction]) -> list[bytes]:
+        """Check, verify and pool a batch, all or nothing; return the tx hashes.
+
+        Raises the typed Refused for a single transaction, BatchRefused for a batch.
+        """
+        next_height = self.height + 1
+        params = self.genesis.params
+        failures: list[tuple[int, errors.Refused]] = []
+        hashes: list[bytes] = []
+        sizes: list[int] = []
+        seen: set[bytes] = set()
+        for i, tx in enumerate(txs):
+            try:
+                size = check_tx(
+                    tx,
+                    suite=self.suite,
+                    chain_id=self.chain_id,
+                    registry=self.registry,
+                    next_height=next_height,
+                    max_tx_bytes=params.max_tx_bytes,
+                )
+                tx_hash = compute_tx_hash(self.hash, tx)
+                # The same transaction is not already pending, committed or earlier in the batch.
+                if tx_hash in seen or tx_hash in self.mempool:
+                    raise errors.Duplicate(f"transaction {tx_hash.hex()} is already pending")
+                seen.add(tx_hash)
+            except errors.Refused as exc:
+                failures.append((i, exc))
+                hashes.append(b"")
+                sizes.append(0)
+                continue
+            hashes.append(tx_hash)
+            sizes.append(size)
+        committed = self.store.has_txs(hashes)
+        for i, is_committed in enumerate(committed):
+            if is_committed:
+                failures.append((i, errors.Duplicate(f"transaction {hashes[i].hex()} is already committed")))
+        if not failures:
+            self.mempool.check_room(len(txs), sum(sizes))
+            bad = await self._verify_signatures(txs)
+            failures.extend(
+                (i, errors.InvalidSignature("the signature does not verify for the sender's key"))
+                for i in bad
+            )
+        if failures:
+            failures.sort(key=lambda f: f[0])
+            if len(txs) == 1:
+                raise failures[0][1]
+            raise errors.BatchRefused(failures)
+        # Re-check after the await: another request may have pooled the same transactions.
+        for h in hashes:
+            if h in self.mempool or self.store.has_tx(h):
+                raise errors.Duplicate(f"transaction {h.hex()} is already pending or committed")
+        self.mempool.add([PendingTx(tx, h, s) for tx, h, s in zip(txs, hashes, sizes, strict=True)])
+        self._wake.set()
+        return hashes
+
+    async def _verify_signatures(self, txs: Sequence[Transaction]) -> list[int]:
+        """Indexes of transactions whose signature fails; verified in threads (GIL released)."""
+        suite = self.suite
+        workers = self._pool._max_workers
+        chunk = max(1, (len(txs) + workers - 1) // workers)
+
+        def verify(start: int) -> list[int]:
+            return [
+                start + j
+                for j, tx in enumerate(txs[start : start + chunk])
+                if not suite.verify(tx.sender, tx.sign_bytes(), tx.signature)
+            ]
+
+        loop = asyncio.get_running_loop()
+        parts = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, verify, s) for s in range(0, len(txs), chunk))
+        )
+        return [i for part in parts for i in part]
+
+    async def wait_committed(self, tx_hashes: Sequence[bytes], timeout: float) -> list[Committed]:
+        """Wait until every transaction is committed; raise CommitTimeout otherwise."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Committed]] = []
+        for h in tx_hashes:
+            fut: asyncio.Future[Committed] = loop.create_future()
+            found = self.find_committed(h)
+            if found is not None:
+                fut.set_result(found)
+            else:
+                self._waiters.setdefault(h, []).append(fut)
+            futures.append(fut)
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+        except TimeoutError:
+            raise errors.CommitTimeout(
+                f"not committed within {timeout:g} s; the transactions stay pending"
+            ) from None
+        finally:
+            for h, fut in zip(tx_hashes, futures, strict=True):
+                waiters = self._waiters.get(h)
+                if waiters and fut in waiters:
+                    waiters.remove(fut)
+                    if not waiters:
+                        del self._waiters[h]
+
+    # -- block production --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Produce blocks until closed."""
+        interval = self.genesis.params.block_interval_ms / 1000
+        while not self._stopping:
+            actions = self.consensus.on_tick(self.clock(), len(self.mempool) > 0)
+            if not actions:
+                self._wake.clear()
+                delay = (
+                    interval
+                    if len(self.mempool) == 0
+                    else max(
+                        0.001,
+                        (self.consensus.last_time + self.genesis.params.block_interval_ms - self.clock())
+                        / 1000,
+                    )
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            await self._handle(actions)
+
+    async def _handle(self, actions: list[Action]) -> None:
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            if isinstance(action, ProposeBlock):
+                params = self.genesis.params
+                self.mempool.drop_expired(action.height)
+                pending = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
+                if not pending:
+                    queue.extend(self.consensus.on_proposal_empty())
+                else:
+                    built = await asyncio.to_thread(self._build_block, action, pending)
+                    self._built = built
+                    queue.extend(self.consensus.on_proposal(built.block, built.block_hash))
+            elif isinstance(action, SignVote):
+                signature = self.signer.sign_vote(action.vote)
+                queue.extend(self.consensus.on_vote_signed(action.vote, signature))
+            elif isinstance(action, CommitBlock):
+                await self._commit(action)
+
+    def _build_block(self, action: ProposeBlock, pending: list[PendingTx]) -> BuiltBlock:
+        """Execute the reaped transactions and assemble the next block (in a worker thread)."""
+        txs = [p.tx for p in pending]
+        hashes = [p.tx_hash for p in pending]
+        outcome = apply_transactions(
+            self.registry, self.store.get_state, self.chain_id, action.height, action.time, txs, hashes
+        )
+        state_root = compute_state_root(
+            self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
+        )
+        header = Header(
+            chain_id=self.chain_id,
+            height=action.height,
+            time=action.time,
+            prev_hash=self.last_block_hash,
+            tx_count=len(txs),
+            tx_root=compute_tx_root(self.hash, txs),
+            receipt_root=compute_receipt_root(self.hash, outcome.receipts),
+            state_root=state_root,
+            history_root=self.history.root(),
+            validator_set_hash=self.validator_set_hash,
+            proposer=self.signer.public_key,
+        )
+        block = Block(header, txs)
+        return BuiltBlock(
+            block,
+            compute_block_hash(self.hash, header),
+            outcome.receipts,
+            outcome.writes,
+            hashes,
+            state_root,
+        )
+
+    async def _commit(self, action: CommitBlock) -> None:
+        built = self._built
+        # The decided block is one this node built.
+        if built is None:
+            raise RuntimeError("commit without a built block")
+        block, block_hash, receipts, hashes = built.block, built.block_hash, built.receipts, built.tx_hashes
+        writes, state_root = built.writes, built.state_root
+        # The decided block is the one this node built.
+        if block_hash != action.block_hash:
+            raise RuntimeError("consensus decided a block this node did not build")
+        header = block.header
+        history = HistoryAccumulator(self.hash, self.history.size, self.history.frontier)
+        history.append(block_hash)
+        meta = {
+            FrontierState.HISTORY: encode(history.frontier),
+            FrontierState.HISTORY_SIZE: history.size.to_bytes(8, "big"),
+            FrontierState.STATE_ROOT: state_root,
+        }
+        record = BlockRecord(block, block_hash, receipts, action.commit)
+        await asyncio.to_thread(self.store.save_block, record, hashes, writes, meta)
+        self.history = history
+        self.state_root = state_root
+        self.height = header.height
+        self.last_block_hash = block_hash
+        self.mempool.remove(hashes)
+        self.consensus.on_committed(header.height, header.time)
+        self._notify(block, block_hash, hashes, receipts)
+
+    def _notify(self, block: Block, block_hash: bytes, hashes: list[bytes], receipts: list[Receipt]) -> None:
+        header = block.header
+        for i, (h, r) in enumerate(zip(hashes, receipts, strict=True)):
+            waiters = self._waiters.pop(h, None)
+            if waiters:
+                done = Committed(h, header.height, i, header.time, r)
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(done)
+        if not self._subscribers:
+            return
+        events: list[dict[str, Any]] = [
+            {
+                "type": "block",
+                "height": header.height,
+                "hash": block_hash.hex(),
+                "time": header.time,
+                "tx_count": header.tx_count,
+            }
+        ]
+        for h, r in zip(hashes, receipts, strict=True):
+            for ev in r.events:
+                events.append(
+                    {
+                        "type": "event",
+                        "height": header.height,
+                        "tx_hash": h.hex(),
+                        "contract": ev.contract,
+                        "name": ev.name,
+                        "data": ev.data.hex(),
+                    }
+                )
+        for q in list(self._subscribers):
+            for ev in events:
+                if q.full():
+                    # A subscriber that cannot keep up is cut off rather than buffered forever.
+                    self._subscribers.discard(q)
+                    q.put_nowait(None) if not q.full() else None
+                    break
+                q.put_nowait(ev)
+
+    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[dict[str, Any] | None]:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._subscribers.discard(q)
+
+    # -- queries -----------------------------------------------------------------------
+
+    def find_committed(self, tx_hash: bytes) -> Committed | None:
+        loc = self.store.load_tx_location(tx_hash)
+        if loc is None:
+            return None
+        record = self.store.load_block(loc.height)
+        if record is None:
+            raise RuntimeError(f"tx index points at missing block {loc.height}")
+        return Committed(tx_hash, loc.height, loc.index, record.block.header.time, record.receipts[loc.index])
+
+    def load_block(self, height: int) -> BlockRecord:
+        record = self.store.load_block(height) if height >= 1 else None
+        if record is None:
+            raise errors.NotFound(f"no block at height {height} (chain height is {self.height})")
+        return record
+
+    def load_tx(self, tx_hash: bytes) -> tuple[Transaction, Committed | None]:
+        loc = self.store.load_tx_location(tx_hash)
+        if loc is not None:
+            record = self.load_block(loc.height)
+            c = Committed(
+                tx_hash, loc.height, loc.index, record.block.header.time, record.receipts[loc.index]
+            )
+            return record.block.txs[loc.index], c
+        for p in self.mempool.reap(len(self.mempool), 1 << 62):
+            if p.tx_hash == tx_hash:
+                return p.tx, None
+        raise errors.NotFound(f"no transaction {tx_hash.hex()} on chain {self.chain_id!r}")
+
+    def build_proof(self, tx_hash: bytes, *, anchor_latest: bool = False) -> dict[str, Any]:
+        """The offline proof bundle of a committed transaction."""
+        loc = self.store.load_tx_location(tx_hash)
+        if loc is None:
+            raise errors.NotFound(f"transaction {tx_hash.hex()} is not committed on {self.chain_id!r}")
+        record = self.load_block(loc.height)
+        anchor = None
+        if anchor_latest and self.height > loc.height:
+            latest = self.load_block(self.height)
+            anchor = (
+                latest.block.header,
+                latest.commit,
+                self.store.load_block_hashes(self.height - 1),
+            )
+        return build_bundle(
+            self.genesis.suite,
+            record.block,
+            record.receipts,
+            loc.index,
+            record.commit,
+            self.genesis.validators,
+            anchor=anchor,
+        )
+
+    def get_evidence(self, digest: bytes) -> evidence.EvidenceRecord:
+        raw = self.store.get_state(evidence.digest_key(digest))
+        if raw is None:
+            raise errors.NotFound(f"no evidence with digest {digest.hex()} on {self.chain_id!r}")
+        return evidence.decode_record(raw)
+
+    def list_evidence(self, owner: bytes, limit: int = 100) -> list[evidence.EvidenceRecord]:
+        out = []
+        for _, digest in self.store.scan_state(evidence.owner_prefix(owner), limit):
+            out.append(self.get_evidence(digest))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        header = self.store.load_header(self.height) if self.height else None
+        return {
+            "chain_id": self.chain_id,
+            "suite": self.genesis.suite,
+            "height": self.height,
+            "latest_block_hash": self.last_block_hash.hex() if self.height else None,
+            "latest_block_time": header.time if header else None,
+            "genesis_hash": self.genesis_hash.hex(),
+            "validators": len(self.genesis.validators.validators),
+            "mempool_txs": len(self.mempool),
+            "mempool_bytes": self.mempool.bytes,
+        }

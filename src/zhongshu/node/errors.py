@@ -1,0 +1,100 @@
+"""Why a node refuses a transaction or a query. The gateway maps each to a problem document."""
+
+from __future__ import annotations
+
+
+class Refused(Exception):
+    """Base of every refusal; ``code`` names the problem type."""
+
+    code = "refused"
+    title = "Refused"
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class MalformedTransaction(Refused):
+    code = "malformed-transaction"
+    title = "Malformed transaction"
+
+
+class InvalidSignature(Refused):
+    code = "invalid-signature"
+    title = "Invalid signature"
+
+
+class InvalidPublicKey(Refused):
+    code = "invalid-public-key"
+    title = "Invalid public key"
+
+
+class WrongChain(Refused):
+    code = "wrong-chain-id"
+    title = "Transaction is for another chain"
+
+
+class UnknownChain(Refused):
+    code = "unknown-chain"
+    title = "Unknown chain"
+
+
+class UnknownContract(Refused):
+    code = "unknown-contract"
+    title = "Unknown contract"
+
+
+class UnknownMethod(Refused):
+    code = "unknown-method"
+    title = "Unknown method"
+
+
+class InvalidArguments(Refused):
+    code = "invalid-arguments"
+    title = "Invalid arguments"
+
+
+class Expired(Refused):
+    code = "expired"
+    title = "Transaction expired"
+
+
+class Duplicate(Refused):
+    code = "duplicate"
+    title = "Duplicate transaction"
+
+
+class TooLarge(Refused):
+    code = "too-large"
+    title = "Too large"
+
+
+class MempoolFull(Refused):
+    code = "mempool-full"
+    title = "Mempool full"
+
+
+class NotFound(Refused):
+    code = "not-found"
+    title = "Not found"
+
+
+class CommitTimeout(Refused):
+    code = "commit-timeout"
+    title = "Not committed in time"
+
+
+class BatchRefused(Refused):
+    """At least one transaction of a batch was refused; none of the batch was accepted."""
+
+    code = "batch-refused"
+    title = "Batch refused"
+
+    def __init__(self, errors: list[tuple[int, Refused]]) -> None:
+        first_index, first = errors[0]
+        super().__init__(
+            f"{len(errors)} transaction(s) refused; first at index {first_index}: {first.detail}",
+            errors=[{"index": i, "type": e.code, "detail": e.detail} for i, e in errors],
+        )
+        self.errors = errors

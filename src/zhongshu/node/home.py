@@ -1,0 +1,85 @@
+"""A node's home directory: genesis.json at its root, the validator key, config and data."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from zhongshu.crypto import PrivateKey, get_suite, load_private_key_pem
+from zhongshu.ledger.genesis import load_genesis, save_genesis
+from zhongshu.ledger.types import ChainParams, Genesis, Validator, ValidatorSet
+
+GENESIS_FILE = "genesis.json"
+KEY_FILE = "node_key.pem"
+CONFIG_FILE = "config.json"
+DEFAULT_PORT = 7700
+
+
+class HomeError(RuntimeError):
+    """The home directory is missing files or holds inconsistent ones."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    api_host: str
+    api_port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.home / GENESIS_FILE
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ZHONGSHU_HOME", Path.home() / ".zhongshu"))
+
+
+def save_key(path: Path, key: PrivateKey) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.encode_pem())
+
+
+def init_single_home(
+    home: Path, *, suite: str = "sm", chain_id: str = "main", port: int = DEFAULT_PORT, now_ms: int
+) -> NodeConfig:
+    """Create a one-validator chain in ``home`` (refuses to overwrite an existing genesis)."""
+    home.mkdir(parents=True, exist_ok=True)
+    if (home / GENESIS_FILE).exists():
+        raise HomeError(f"{home / GENESIS_FILE} already exists")
+    key = get_suite(suite).generate_private_key()
+    save_key(home / KEY_FILE, key)
+    genesis = Genesis(
+        chain_id, suite, now_ms, ValidatorSet([Validator(key.public_bytes(), 1, "node0")]), ChainParams()
+    )
+    save_genesis(home / GENESIS_FILE, genesis)
+    config = NodeConfig(home, "127.0.0.1", port)
+    save_config(config)
+    return config
+
+
+def save_config(config: NodeConfig) -> None:
+    doc = {"api_host": config.api_host, "api_port": config.api_port}
+    (config.home / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
+    """Read config, genesis and key; raise HomeError with what is missing or wrong."""
+    if not (home / GENESIS_FILE).exists():
+        raise HomeError(f"no {GENESIS_FILE} in {home}: run `zhongshu up --home {home}` first")
+    genesis = load_genesis(home / GENESIS_FILE)
+    try:
+        key = load_private_key_pem((home / KEY_FILE).read_bytes())
+        doc = json.loads((home / CONFIG_FILE).read_text())
+        config = NodeConfig(home, str(doc.get("api_host", "127.0.0.1")), int(doc["api_port"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise HomeError(f"cannot read node files in {home}: {exc}") from None
+    if key.suite.name != genesis.suite:
+        raise HomeError(f"the node key is {key.suite.name}, the chain uses {genesis.suite}")
+    return config, genesis, key

@@ -1,0 +1,103 @@
+"""Stateless checks of an incoming transaction, done before its signature is verified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from zhongshu.codec import encode
+from zhongshu.crypto import InvalidKey, Suite
+from zhongshu.execution import errors as xerr
+from zhongshu.execution.registry import Registry
+from zhongshu.ledger.types import Transaction
+from zhongshu.node import errors
+
+
+class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A transaction as the API takes it: byte fields as lowercase hex."""
+
+    chain_id: str
+    sender: str
+    contract: str
+    method: str
+    args: str
+    valid_until: int
+    nonce: int
+    signature: str
+
+
+def tx_to_json(tx: Transaction) -> dict[str, Any]:
+    return {
+        "chain_id": tx.chain_id,
+        "sender": tx.sender.hex(),
+        "contract": tx.contract,
+        "method": tx.method,
+        "args": tx.args.hex(),
+        "valid_until": tx.valid_until,
+        "nonce": tx.nonce,
+        "signature": tx.signature.hex(),
+    }
+
+
+def _unhex(name: str, value: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise errors.MalformedTransaction(f"field {name!r} is not hex") from None
+
+
+def tx_from_json(item: TxJSON) -> Transaction:
+    """Build the Transaction; raise MalformedTransaction for bad hex or out-of-range integers."""
+    # Integers are unsigned 64-bit, as the canonical encoding defines them.
+    for name, value in (("valid_until", item.valid_until), ("nonce", item.nonce)):
+        if not 0 <= value < 2**64:
+            raise errors.MalformedTransaction(f"field {name!r} must be an unsigned 64-bit integer")
+    return Transaction(
+        item.chain_id,
+        _unhex("sender", item.sender),
+        item.contract,
+        item.method,
+        _unhex("args", item.args),
+        item.valid_until,
+        item.nonce,
+        _unhex("signature", item.signature),
+    )
+
+
+def check_tx(
+    tx: Transaction,
+    *,
+    suite: Suite,
+    chain_id: str,
+    registry: Registry,
+    next_height: int,
+    max_tx_bytes: int,
+) -> int:
+    """Every check but the signature; return the encoded size. Raise a typed Refused."""
+    size = len(encode(tx))
+    # The encoded transaction fits the chain's limit.
+    if size > max_tx_bytes:
+        raise errors.TooLarge(f"transaction of {size} bytes exceeds the limit of {max_tx_bytes}")
+    # The transaction names this chain.
+    if tx.chain_id != chain_id:
+        raise errors.WrongChain(f"transaction is for chain {tx.chain_id!r}, not {chain_id!r}")
+    # It can still be included: valid_until is not below the next height.
+    if tx.valid_until < next_height:
+        raise errors.Expired(f"valid_until {tx.valid_until} is below the next block height {next_height}")
+    # The contract and method exist, and the arguments decode as the method's type.
+    try:
+        method = registry.get_method(tx.contract, tx.method)
+        method.decode_args(tx.args)
+    except xerr.UnknownContract as exc:
+        raise errors.UnknownContract(str(exc)) from None
+    except xerr.UnknownMethod as exc:
+        raise errors.UnknownMethod(str(exc)) from None
+    except xerr.InvalidArguments as exc:
+        raise errors.InvalidArguments(str(exc)) from None
+    # The sender is a valid public key of the chain's suite.
+    try:
+        suite.check_public_key(tx.sender)
+    except InvalidKey as exc:
+        raise errors.InvalidPublicKey(str(exc)) from None
+    return size

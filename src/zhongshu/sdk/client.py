@@ -1,0 +1,171 @@
+"""``zhongshu.sdk.Client``: build and sign transactions, submit, wait, fetch and verify proofs."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+from zhongshu.codec import encode
+from zhongshu.crypto import PrivateKey
+from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.genesis import Genesis, genesis_from_json
+from zhongshu.ledger.proof import VerifiedProof, verify_bundle
+from zhongshu.ledger.types import Transaction, TxBody
+from zhongshu.node.txcheck import tx_to_json
+
+DEFAULT_URL = "http://127.0.0.1:7700"
+DEFAULT_VALIDITY = 10_000
+"""Blocks a transaction stays valid for, by default."""
+
+
+class ApiError(Exception):
+    """The gateway answered with a problem document."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.type = str(problem.get("type", ""))
+        self.detail = str(problem.get("detail", problem))
+        super().__init__(f"{status} {problem.get('title', '')}: {self.detail}")
+
+
+def sign_tx(
+    key: PrivateKey,
+    chain_id: str,
+    contract: str,
+    method: str,
+    args: Any,
+    valid_until: int,
+    nonce: int | None = None,
+) -> Transaction:
+    """A signed transaction; ``args`` is a msgspec Struct (or bytes already encoded)."""
+    raw_args = args if isinstance(args, bytes) else encode(args)
+    body = TxBody(
+        chain_id,
+        key.public_bytes(),
+        contract,
+        method,
+        raw_args,
+        valid_until,
+        secrets.randbits(63) if nonce is None else nonce,
+    )
+    signature = key.sign(encode(body))
+    return Transaction(
+        body.chain_id,
+        body.sender,
+        body.contract,
+        body.method,
+        body.args,
+        body.valid_until,
+        body.nonce,
+        signature,
+    )
+
+
+def evidence_tx(
+    key: PrivateKey,
+    chain_id: str,
+    digest: bytes,
+    name: str,
+    valid_until: int,
+    metadata: dict[str, str] | None = None,
+    payload: bytes = b"",
+) -> Transaction:
+    return sign_tx(
+        key, chain_id, "evidence", "put", EvidencePut(digest, name, metadata or {}, payload), valid_until
+    )
+
+
+class Client:
+    """A connection to one gateway and one chain on it."""
+
+    def __init__(self, url: str = DEFAULT_URL, chain: str = "main", timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.chain = chain
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text}
+            raise ApiError(
+                response.status_code, problem if isinstance(problem, dict) else {"detail": problem}
+            )
+        return response.json()
+
+    def _chain(self, suffix: str) -> str:
+        return f"/v1/chains/{self.chain}{suffix}"
+
+    def chains(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/chains")["chains"])
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._call("GET", self._chain("/status")))
+
+    def genesis(self) -> Genesis:
+        return genesis_from_json(self._call("GET", self._chain("/genesis")))
+
+    def sign(
+        self, key: PrivateKey, contract: str, method: str, args: Any, *, validity: int = DEFAULT_VALIDITY
+    ) -> Transaction:
+        """Sign a transaction for this chain, valid for ``validity`` blocks from the current height."""
+        height = int(self.status()["height"])
+        return sign_tx(key, self.chain, contract, method, args, height + validity)
+
+    def submit(
+        self, txs: Transaction | list[Transaction], *, wait: bool = True, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Submit one transaction or a batch; with ``wait`` return once committed, with receipts."""
+        body = [tx_to_json(t) for t in txs] if isinstance(txs, list) else tx_to_json(txs)
+        params = {"wait": "commit", "timeout": str(timeout)} if wait else {}
+        return dict(self._call("POST", self._chain("/txs"), json=body, params=params))
+
+    def put_evidence(
+        self,
+        key: PrivateKey,
+        digest: bytes,
+        name: str,
+        metadata: dict[str, str] | None = None,
+        payload: bytes = b"",
+    ) -> dict[str, Any]:
+        """Deposit a digest and wait for its commit; return the receipt view."""
+        height = int(self.status()["height"])
+        tx = evidence_tx(key, self.chain, digest, name, height + DEFAULT_VALIDITY, metadata, payload)
+        return dict(self.submit(tx)["receipts"][0])
+
+    def get_tx(self, tx_hash: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._chain(f"/txs/{tx_hash}")))
+
+    def get_block(self, height: int | str) -> dict[str, Any]:
+        return dict(self._call("GET", self._chain(f"/blocks/{height}")))
+
+    def get_proof(self, tx_hash: str, *, anchor_latest: bool = False) -> dict[str, Any]:
+        params = {"anchor": "latest"} if anchor_latest else {}
+        return dict(self._call("GET", self._chain(f"/txs/{tx_hash}/proof"), params=params))
+
+    def get_evidence(self, digest: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._chain(f"/evidence/{digest}")))
+
+    def list_evidence(self, owner: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", self._chain("/evidence"), params={"owner": owner})["evidence"])
+
+    @staticmethod
+    def verify_proof(
+        bundle: dict[str, Any], *, trusted: Genesis | None, file_digest: bytes | None = None
+    ) -> VerifiedProof:
+        """Verify a bundle offline, with exactly the code ``zhongshu verify`` runs."""
+        return verify_bundle(bundle, trusted=trusted, file_digest=file_digest)
