@@ -253,3 +253,36 @@ def verify(
 
 def main() -> None:
     app()
+
+
+# -- bench ------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly
+def bench(
+    nodes: int = typer.Option(1, help="Validator nodes (real processes)."),
+    suite: str = typer.Option("sm", help="sm or intl."),
+    txs: int = typer.Option(20_000, help="Pre-signed evidence transactions to commit."),
+    batch: int = typer.Option(500, help="Transactions per HTTP request."),
+    concurrency: int = typer.Option(4, help="Requests in flight."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line (to stdout) at the end."),
+    write_docs: bool = typer.Option(False, help="Record the figures in docs/performance.md."),
+) -> None:
+    """Measure committed TPS and latency against this machine's signature-verify bound."""
+    from zhongshu.cli.bench import render, run_bench, save_result, summary_json
+    from zhongshu.cli.perfdoc import update_performance_doc
+
+    console = err if as_json else out
+    result = run_bench(
+        nodes=nodes, suite=suite, txs=txs, batch=batch, concurrency=concurrency, console=console
+    )
+    render(result, console)
+    root = Path.cwd()
+    saved = save_result(result, root)
+    console.print(f"saved {saved}", highlight=False)
+    if write_docs:
+        doc = update_performance_doc(root / "docs" / "performance.md", result)
+        console.print(f"updated {doc}", highlight=False)
+    if as_json:
+        print(summary_json(result))

@@ -117,7 +117,7 @@ class Header(msgspec.Struct, array_like=True, frozen=True, tag="header"):
 class Vote(msgspec.Struct, array_like=True, frozen=True, tag="vote"):
     """The sign-bytes of a prevote or precommit."""
 
-    type: int
+    kind: int
     """1 prevote, 2 precommit."""
     chain_id: str
     height: int

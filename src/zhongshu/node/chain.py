@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 import time
@@ -54,6 +55,22 @@ class Committed:
     index: int
     time: int
     receipt: Receipt
+
+
+@dataclass
+class NodeMetrics:
+    """Where the node's time goes, summed since start (seconds of wall time per stage)."""
+
+    submit_requests: int = 0
+    verified_signatures: int = 0
+    verify_seconds: float = 0.0
+    """Wall time of signature verification batches (threads run in parallel inside)."""
+    execute_seconds: float = 0.0
+    """Executing blocks and computing their roots."""
+    store_seconds: float = 0.0
+    """Committing blocks to LMDB, fsync included."""
+    blocks: int = 0
+    committed_txs: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,7 @@ class ChainNode:
         self._wake = asyncio.Event()
         self._stopping = False
         self._built: BuiltBlock | None = None
+        self.metrics = NodeMetrics()
         self._open_store()
         last = self.store.load_header(self.height)
         self.consensus = SoloConsensus(
@@ -161,6 +179,7 @@ class ChainNode:
         """
         next_height = self.height + 1
         params = self.genesis.params
+        self.metrics.submit_requests += 1
         failures: list[tuple[int, errors.Refused]] = []
         hashes: list[bytes] = []
         sizes: list[int] = []
@@ -193,7 +212,10 @@ class ChainNode:
                 failures.append((i, errors.Duplicate(f"transaction {hashes[i].hex()} is already committed")))
         if not failures:
             self.mempool.check_room(len(txs), sum(sizes))
+            started = time.perf_counter()
             bad = await self._verify_signatures(txs)
+            self.metrics.verify_seconds += time.perf_counter() - started
+            self.metrics.verified_signatures += len(txs)
             failures.extend(
                 (i, errors.InvalidSignature("the signature does not verify for the sender's key"))
                 for i in bad
@@ -290,7 +312,9 @@ class ChainNode:
                 if not pending:
                     queue.extend(self.consensus.on_proposal_empty())
                 else:
+                    started = time.perf_counter()
                     built = await asyncio.to_thread(self._build_block, action, pending)
+                    self.metrics.execute_seconds += time.perf_counter() - started
                     self._built = built
                     queue.extend(self.consensus.on_proposal(built.block, built.block_hash))
             elif isinstance(action, SignVote):
@@ -351,7 +375,11 @@ class ChainNode:
             FrontierState.STATE_ROOT: state_root,
         }
         record = BlockRecord(block, block_hash, receipts, action.commit)
+        started = time.perf_counter()
         await asyncio.to_thread(self.store.save_block, record, hashes, writes, meta)
+        self.metrics.store_seconds += time.perf_counter() - started
+        self.metrics.blocks += 1
+        self.metrics.committed_txs += len(hashes)
         self.history = history
         self.state_root = state_root
         self.height = header.height
@@ -381,15 +409,15 @@ class ChainNode:
             }
         ]
         for h, r in zip(hashes, receipts, strict=True):
-            for ev in r.events:
+            for e in r.events:
                 events.append(
                     {
                         "type": "event",
                         "height": header.height,
                         "tx_hash": h.hex(),
-                        "contract": ev.contract,
-                        "name": ev.name,
-                        "data": ev.data.hex(),
+                        "contract": e.contract,
+                        "name": e.name,
+                        "data": e.data.hex(),
                     }
                 )
         for q in list(self._subscribers):
@@ -487,4 +515,5 @@ class ChainNode:
             "validators": len(self.genesis.validators.validators),
             "mempool_txs": len(self.mempool),
             "mempool_bytes": self.mempool.bytes,
+            "metrics": dataclasses.asdict(self.metrics),
         }

@@ -33,7 +33,7 @@ class Signer:
 
     def sign_vote(self, vote: Vote) -> bytes:
         """Sign ``vote`` unless it goes back in (height, round, step) or conflicts with it."""
-        hrs = (vote.height, vote.round, vote.type)
+        hrs = (vote.height, vote.round, vote.kind)
         # Never sign below the last signed position.
         if hrs < self._last:
             raise DoubleSignRefused(f"vote at {hrs} is older than last signed {self._last}")

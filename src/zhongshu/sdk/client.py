@@ -10,9 +10,9 @@ import httpx
 from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey
 from zhongshu.ledger.evidence_args import EvidencePut
-from zhongshu.ledger.genesis import Genesis, genesis_from_json
+from zhongshu.ledger.genesis import genesis_from_json
 from zhongshu.ledger.proof import VerifiedProof, verify_bundle
-from zhongshu.ledger.types import Transaction, TxBody
+from zhongshu.ledger.types import Genesis, Transaction, TxBody
 from zhongshu.node.txcheck import tx_to_json
 
 DEFAULT_URL = "http://127.0.0.1:7700"

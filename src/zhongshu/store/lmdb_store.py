@@ -136,9 +136,14 @@ class ChainStore:
             if raw is None:
                 return None
             block = decode(bytes(raw), Block, canonical=False)
-            receipts = decode(bytes(txn.get(hkey, db=self._receipts)), list[Receipt], canonical=False)
-            commit = decode(bytes(txn.get(hkey, db=self._commits)), CommitCertificate, canonical=False)
-            block_hash = bytes(txn.get(hkey, db=self._hashes))
+            raw_receipts, raw_commit = txn.get(hkey, db=self._receipts), txn.get(hkey, db=self._commits)
+            raw_hash = txn.get(hkey, db=self._hashes)
+            # A stored block always has its receipts, commit and hash beside it.
+            if raw_receipts is None or raw_commit is None or raw_hash is None:
+                raise StoreError(f"block {height} is stored without its receipts, commit or hash")
+            receipts = decode(bytes(raw_receipts), list[Receipt], canonical=False)
+            commit = decode(bytes(raw_commit), CommitCertificate, canonical=False)
+            block_hash = bytes(raw_hash)
         return BlockRecord(block, block_hash, receipts, commit)
 
     def load_header(self, height: int) -> Header | None:

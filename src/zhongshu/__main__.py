@@ -1,0 +1,5 @@
+"""``python -m zhongshu`` runs the CLI."""
+
+from zhongshu.cli.main import main
+
+main()

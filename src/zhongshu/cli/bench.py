@@ -1,0 +1,302 @@
+"""``zhongshu bench``: committed TPS and latency of real node processes, against the verify bound.
+
+Everything is measured in one run on this machine: the SM2/Ed25519 verify rate with every
+core (the bound that signature checking sets), then the load. Clients pre-sign their load
+before timing starts; the load goes through the HTTP API in batches with ``?wait=commit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from zhongshu.crypto import get_suite
+from zhongshu.node.home import init_single_home
+
+VERIFY_SECONDS = 3.0
+
+
+@dataclass
+class BenchResult:
+    nodes: int
+    suite: str
+    txs: int
+    batch: int
+    concurrency: int
+    committed: int
+    seconds: float
+    tps: float
+    p50_ms: float
+    p99_ms: float
+    verify_bound_tps: float
+    """All-core signature verify rate of this machine, divided by the nodes (each verifies all)."""
+    ratio: float
+    machine: dict[str, Any]
+    node_metrics: dict[str, Any]
+    per_second: list[int] = field(default_factory=list)
+    """Transactions committed in each second of the load (throughput over time)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _presign(job: tuple[str, str, int, int]) -> list[bytes]:
+    """Sign ``count`` evidence deposits with a fresh client key (runs in a worker process)."""
+    from zhongshu.codec import encode_json
+    from zhongshu.node.txcheck import tx_to_json
+    from zhongshu.sdk.client import evidence_tx
+
+    suite_name, chain_id, valid_until, count = job
+    suite = get_suite(suite_name)
+    key = suite.generate_private_key()
+    out = []
+    for _ in range(count):
+        digest = suite.hash(secrets.token_bytes(32))
+        tx = evidence_tx(key, chain_id, digest, "bench.bin", valid_until)
+        out.append(encode_json(tx_to_json(tx)))
+    return out
+
+
+def _verify_for(job: tuple[str, float]) -> tuple[int, float]:
+    """Verify one signature over and over for ``seconds`` (runs in a worker process)."""
+    suite_name, seconds = job
+    suite = get_suite(suite_name)
+    key = suite.generate_private_key()
+    message = secrets.token_bytes(300)
+    signature = key.sign(message)
+    public = key.public_bytes()
+    n = 0
+    start = time.perf_counter()
+    while True:
+        for _ in range(50):
+            if not suite.verify(public, message, signature):
+                raise RuntimeError("benchmark signature failed to verify")
+        n += 50
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n, elapsed
+
+
+def measure_verify_bound(suite: str, cores: int, seconds: float = VERIFY_SECONDS) -> float:
+    """Signatures verified per second with every core busy."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        parts = pool.map(_verify_for, [(suite, seconds)] * cores)
+    return sum(n / t for n, t in parts)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def _load(
+    url: str, chain: str, bodies: list[bytes], batch: int, concurrency: int, progress: Progress
+) -> tuple[list[tuple[float, float, int]], float, float]:
+    task = progress.add_task("load", total=len(bodies))
+    batches = [bodies[i : i + batch] for i in range(0, len(bodies), batch)]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b"[" + b",".join(b) + b"]")
+    sizes = [len(b) for b in batches]
+    records: list[tuple[float, float, int]] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        index = 0
+
+        async def worker() -> None:
+            nonlocal index
+            while not queue.empty():
+                body = queue.get_nowait()
+                n = sizes[index]
+                index += 1
+                sent = time.perf_counter()
+                while True:
+                    r = await client.post(
+                        f"/v1/chains/{chain}/txs",
+                        content=body,
+                        params={"wait": "commit", "timeout": "120"},
+                        headers={"content-type": "application/json"},
+                    )
+                    if r.status_code == 503:  # mempool full: back off and retry the batch
+                        await asyncio.sleep(0.05)
+                        continue
+                    break
+                if r.status_code != 200:
+                    raise RuntimeError(f"load batch refused: {r.status_code} {r.text[:300]}")
+                records.append((sent, time.perf_counter(), n))
+                progress.advance(task, n)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        end = time.perf_counter()
+    return records, start, end
+
+
+def _wait_ready(url: str, chain: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the node exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/v1/chains/{chain}/status", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the node did not become ready in time")
+
+
+def run_bench(
+    *,
+    nodes: int,
+    suite: str,
+    txs: int,
+    batch: int,
+    concurrency: int,
+    console: Console,
+) -> BenchResult:
+    if nodes != 1:
+        raise ValueError("this version benchmarks a single validator; use --nodes 1")
+    get_suite(suite)
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="zhongshu-bench-") as tmp:
+        home = Path(tmp) / "node0"
+        port = free_port()
+        init_single_home(home, suite=suite, port=port, now_ms=time.time_ns() // 1_000_000)
+        url = f"http://127.0.0.1:{port}"
+        columns = (
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            ptask = progress.add_task("pre-sign", total=txs)
+            per_job = 500
+            jobs = [
+                (suite, "main", 1_000_000, min(per_job, txs - i)) for i in range(0, txs, per_job)
+            ]
+            bodies: list[bytes] = []
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(cores) as pool:
+                for part in pool.imap_unordered(_presign, jobs):
+                    bodies.extend(part)
+                    progress.advance(ptask, len(part))
+            vtask = progress.add_task("verify", total=None)
+            bound = measure_verify_bound(suite, cores)
+            progress.update(vtask, total=1, completed=1, description="verify")
+            log = open(Path(tmp) / "node.log", "wb")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(home)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                _wait_ready(url, "main", proc, time.monotonic() + 60)
+                records, start, end = asyncio.run(
+                    _load(url, "main", bodies, batch, concurrency, progress)
+                )
+                status = httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()
+            finally:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                log.close()
+    latencies = [(done - sent) * 1000 for sent, done, n in records for _ in range(n)]
+    committed = sum(n for _, _, n in records)
+    seconds = end - start
+    per_second = [0] * (int(seconds) + 1)
+    for _, done, n in records:
+        per_second[min(len(per_second) - 1, int(done - start))] += n
+    tps = committed / seconds if seconds > 0 else 0.0
+    bound_per_node = bound / nodes
+    return BenchResult(
+        nodes=nodes,
+        suite=suite,
+        txs=txs,
+        batch=batch,
+        concurrency=concurrency,
+        committed=committed,
+        seconds=round(seconds, 3),
+        tps=round(tps, 1),
+        p50_ms=round(statistics.median(latencies), 1) if latencies else 0.0,
+        p99_ms=round(_percentile(latencies, 0.99), 1),
+        verify_bound_tps=round(bound_per_node, 1),
+        ratio=round(tps / bound_per_node, 3) if bound_per_node else 0.0,
+        machine={
+            "cores": cores,
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
+        node_metrics=status.get("metrics", {}),
+        per_second=per_second,
+    )
+
+
+def render(result: BenchResult, console: Console) -> None:
+    table = Table(title=f"zhongshu bench: {result.nodes} node(s), suite {result.suite}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("committed transactions", f"{result.committed}")
+    table.add_row("committed TPS", f"{result.tps:,.0f}")
+    table.add_row("p50 submit→commit", f"{result.p50_ms:,.0f} ms")
+    table.add_row("p99 submit→commit", f"{result.p99_ms:,.0f} ms")
+    table.add_row(f"verify bound ({result.machine['cores']} cores)", f"{result.verify_bound_tps:,.0f}/s")
+    table.add_row("ratio TPS / bound", f"{result.ratio:.2f}")
+    console.print(table)
+    peak = max(result.per_second) if result.per_second else 0
+    if peak:
+        console.print("throughput per second of load:")
+        for i, n in enumerate(result.per_second):
+            bar = "█" * max(1, round(40 * n / peak)) if n else ""
+            console.print(f"  {i:>3}s {bar} {n}", highlight=False)
+    m = result.node_metrics
+    if m:
+        console.print(
+            f"node time: verify {m.get('verify_seconds', 0):.2f} s (wall, batches in threads), "
+            f"execute {m.get('execute_seconds', 0):.2f} s, store {m.get('store_seconds', 0):.2f} s, "
+            f"{m.get('blocks', 0)} blocks",
+            highlight=False,
+        )
+
+
+def save_result(result: BenchResult, root: Path) -> Path:
+    out_dir = root / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = out_dir / f"bench-{result.suite}-{result.nodes}n-{stamp}.json"
+    path.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return path
+
+
+def summary_json(result: BenchResult) -> str:
+    keys = ("nodes", "suite", "txs", "committed", "tps", "p50_ms", "p99_ms", "verify_bound_tps", "ratio")
+    return json.dumps({k: getattr(result, k) for k in keys} | {"node_metrics": result.node_metrics})

@@ -1,0 +1,54 @@
+"""Keep docs/performance.md's latest-figures table true after a benchmark run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from zhongshu.cli.bench import BenchResult
+
+BEGIN = "<!-- bench:latest:{key} -->"
+END = "<!-- /bench:latest:{key} -->"
+
+
+def render_section(result: BenchResult) -> str:
+    m = result.node_metrics
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        f"Measured {when} on {result.machine['cores']} cores ({result.machine['machine']}, "
+        f"Python {result.machine['python']}), command: "
+        f"`zhongshu bench --nodes {result.nodes} --suite {result.suite} --txs {result.txs}` "
+        f"(batch {result.batch}, {result.concurrency} requests in flight).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| committed TPS | {result.tps:,.0f} |",
+        f"| p50 submit→commit | {result.p50_ms:,.0f} ms |",
+        f"| p99 submit→commit | {result.p99_ms:,.0f} ms |",
+        f"| verify bound (all cores{', / nodes' if result.nodes > 1 else ''}) "
+        f"| {result.verify_bound_tps:,.0f} /s |",
+        f"| **ratio TPS / bound** | **{result.ratio:.2f}** |",
+        f"| blocks | {m.get('blocks', 0)} |",
+        f"| node: verify wall time | {m.get('verify_seconds', 0):.2f} s |",
+        f"| node: execute + roots | {m.get('execute_seconds', 0):.2f} s |",
+        f"| node: LMDB commit | {m.get('store_seconds', 0):.2f} s |",
+        f"| load duration | {result.seconds:.1f} s |",
+    ]
+    return "\n".join(lines)
+
+
+def update_performance_doc(path: Path, result: BenchResult) -> Path:
+    """Replace (or append) the marked section for this node count and suite."""
+    key = f"{result.nodes}n-{result.suite}"
+    begin, end = BEGIN.format(key=key), END.format(key=key)
+    text = path.read_text() if path.exists() else "# Performance\n"
+    block = f"{begin}\n{render_section(result)}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + f"\n\n### {result.nodes} node(s), suite `{result.suite}`\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,74 @@
+"""Execution: deterministic, in order; failures keep a failed receipt and change nothing."""
+
+from __future__ import annotations
+
+from zhongshu.codec import decode, encode
+from zhongshu.contracts import build_registry
+from zhongshu.contracts.evidence import EvidencePutResult, decode_record, digest_key
+from zhongshu.execution.executor import apply_transactions
+from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.types import STATUS_FAILED, STATUS_OK, Transaction
+
+SENDER = b"\x04" + b"\x11" * 64
+
+
+def _tx(args: object, *, contract: str = "evidence", method: str = "put", valid_until: int = 100) -> Transaction:
+    raw = args if isinstance(args, bytes) else encode(args)
+    return Transaction("main", SENDER, contract, method, raw, valid_until, 1, b"sig")
+
+
+def _run(txs: list[Transaction], state: dict[bytes, bytes] | None = None, height: int = 5):
+    committed = state or {}
+    hashes = [bytes([i]) * 32 for i in range(len(txs))]
+    return apply_transactions(build_registry(), committed.get, "main", height, 1000 * height, txs, hashes)
+
+
+def test_put_writes_record_and_owner_index() -> None:
+    digest = b"\xaa" * 32
+    outcome = _run([_tx(EvidencePut(digest, "a.pdf", {"k": "v"}, b"payload"))])
+    (receipt,) = outcome.receipts
+    assert receipt.status == STATUS_OK
+    record = decode_record(outcome.writes[digest_key(digest)] or b"")
+    assert (record.name, record.metadata, record.payload, record.height) == ("a.pdf", {"k": "v"}, b"payload", 5)
+    assert len(outcome.writes) == 2
+    assert [e.name for e in receipt.events] == ["deposited"]
+
+
+def test_second_deposit_returns_the_original_height_and_time() -> None:
+    digest = b"\xbb" * 32
+    first = _run([_tx(EvidencePut(digest, "x", {}, b""))], height=3)
+    state = {k: v for k, v in first.writes.items() if v is not None}
+    again = _run([_tx(EvidencePut(digest, "y", {}, b""))], state=state, height=9)
+    result = decode(again.receipts[0].result, EvidencePutResult, canonical=False)
+    assert (result.height, result.time, result.duplicate) == (3, 3000, True)
+    assert again.writes == {}
+
+
+def test_same_digest_twice_in_one_block_is_a_duplicate_of_the_first() -> None:
+    digest = b"\xcc" * 32
+    outcome = _run([_tx(EvidencePut(digest, "1", {}, b"")), _tx(EvidencePut(digest, "2", {}, b""))])
+    second = decode(outcome.receipts[1].result, EvidencePutResult, canonical=False)
+    assert second.duplicate and second.tx_hash == b"\x00" * 32
+
+
+def test_failing_tx_stays_with_failed_receipt_and_no_writes() -> None:
+    good = _tx(EvidencePut(b"\x01" * 32, "ok", {}, b""))
+    oversized = _tx(EvidencePut(b"\x02" * 32, "big", {}, b"x" * (64 * 1024 + 1)))
+    bad_digest = _tx(EvidencePut(b"\x03" * 5, "short", {}, b""))
+    garbage = _tx(b"\xc1not msgpack")
+    unknown = _tx(EvidencePut(b"\x04" * 32, "u", {}, b""), contract="nope")
+    expired = _tx(EvidencePut(b"\x05" * 32, "e", {}, b""), valid_until=4)
+    outcome = _run([good, oversized, bad_digest, garbage, unknown, expired])
+    statuses = [r.status for r in outcome.receipts]
+    assert statuses == [STATUS_OK] + [STATUS_FAILED] * 5
+    assert all(r.error for r in outcome.receipts[1:])
+    assert "65537" in outcome.receipts[1].error or "exceeds" in outcome.receipts[1].error
+    assert set(outcome.writes) == {digest_key(b"\x01" * 32), *[k for k in outcome.writes if k.startswith(b"ev/o/")]}
+    assert len(outcome.writes) == 2
+
+
+def test_execution_is_deterministic() -> None:
+    txs = [_tx(EvidencePut(bytes([i]) * 32, f"f{i}", {"i": str(i)}, b"")) for i in range(20)]
+    a, b = _run(txs), _run(txs)
+    assert [encode(r) for r in a.receipts] == [encode(r) for r in b.receipts]
+    assert a.writes == b.writes
