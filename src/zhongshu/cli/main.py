@@ -28,8 +28,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(node_app, name="node")
 app.add_typer(evidence_app, name="evidence")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

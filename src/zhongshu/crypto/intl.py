@@ -18,6 +18,23 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+_ED_P = 2**255 - 19
+_ED_D = -121665 * pow(121666, -1, _ED_P) % _ED_P
+
+
+def _ed_point_decodes(raw: bytes) -> bool:
+    """Whether 32 bytes decode to a curve point (RFC 8032 5.1.3); OpenSSL does not check this."""
+    y = int.from_bytes(raw, "little")
+    x_negative, y = y >> 255, y & ((1 << 255) - 1)
+    if y >= _ED_P:
+        return False
+    # x^2 = (y^2 - 1) / (d y^2 + 1); the point exists iff that is a square mod p.
+    x2 = (y * y - 1) * pow(_ED_D * y * y + 1, -1, _ED_P) % _ED_P
+    if x2 == 0:
+        return not x_negative
+    return pow(x2, (_ED_P - 1) // 2, _ED_P) == 1
+
+
 @functools.lru_cache(maxsize=4096)
 def _ed_public_key(raw: bytes) -> ed25519.Ed25519PublicKey:
     return ed25519.Ed25519PublicKey.from_public_bytes(raw)
@@ -73,6 +90,8 @@ class IntlSuite(Suite):
     def check_public_key(self, public_key: bytes) -> None:
         if len(public_key) != 32:
             raise InvalidKey("an Ed25519 public key is 32 bytes")
+        if not _ed_point_decodes(bytes(public_key)):
+            raise InvalidKey("not a valid Ed25519 public key: no curve point has this encoding")
         try:
             _ed_public_key(bytes(public_key))
         except Exception:
