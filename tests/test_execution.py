@@ -12,7 +12,9 @@ from zhongshu.ledger.types import STATUS_FAILED, STATUS_OK, Transaction
 SENDER = b"\x04" + b"\x11" * 64
 
 
-def _tx(args: object, *, contract: str = "evidence", method: str = "put", valid_until: int = 100) -> Transaction:
+def _tx(
+    args: object, *, contract: str = "evidence", method: str = "put", valid_until: int = 100
+) -> Transaction:
     raw = args if isinstance(args, bytes) else encode(args)
     return Transaction("main", SENDER, contract, method, raw, valid_until, 1, b"sig")
 
@@ -29,7 +31,12 @@ def test_put_writes_record_and_owner_index() -> None:
     (receipt,) = outcome.receipts
     assert receipt.status == STATUS_OK
     record = decode_record(outcome.writes[digest_key(digest)] or b"")
-    assert (record.name, record.metadata, record.payload, record.height) == ("a.pdf", {"k": "v"}, b"payload", 5)
+    assert (record.name, record.metadata, record.payload, record.height) == (
+        "a.pdf",
+        {"k": "v"},
+        b"payload",
+        5,
+    )
     assert len(outcome.writes) == 2
     assert [e.name for e in receipt.events] == ["deposited"]
 
@@ -63,7 +70,10 @@ def test_failing_tx_stays_with_failed_receipt_and_no_writes() -> None:
     assert statuses == [STATUS_OK] + [STATUS_FAILED] * 5
     assert all(r.error for r in outcome.receipts[1:])
     assert "65537" in outcome.receipts[1].error or "exceeds" in outcome.receipts[1].error
-    assert set(outcome.writes) == {digest_key(b"\x01" * 32), *[k for k in outcome.writes if k.startswith(b"ev/o/")]}
+    assert set(outcome.writes) == {
+        digest_key(b"\x01" * 32),
+        *[k for k in outcome.writes if k.startswith(b"ev/o/")],
+    }
     assert len(outcome.writes) == 2
 
 

@@ -67,9 +67,7 @@ def test_imports_go_downward(layer: str, path: Path) -> None:
         assert RANK[target] < RANK[layer], f"{path.name} ({layer}) imports {name} from above"
 
 
-@pytest.mark.parametrize(
-    "path", [p for layer, p in _modules() if layer in PURE], ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", [p for layer, p in _modules() if layer in PURE], ids=lambda p: p.name)
 def test_deterministic_cores_do_no_io(path: Path) -> None:
     for name in _imports(path):
         assert name.split(".")[0] not in IMPURE_MODULES, f"{path.name} imports {name}"

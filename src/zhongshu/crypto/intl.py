@@ -10,29 +10,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from zhongshu.crypto.suite import DecryptionFailed, InvalidKey, PrivateKey, Suite
 
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-_ED_P = 2**255 - 19
-_ED_D = -121665 * pow(121666, -1, _ED_P) % _ED_P
-
-
-def _ed_point_decodes(raw: bytes) -> bool:
-    """Whether 32 bytes decode to a curve point (RFC 8032 5.1.3); OpenSSL does not check this."""
-    y = int.from_bytes(raw, "little")
-    x_negative, y = y >> 255, y & ((1 << 255) - 1)
-    if y >= _ED_P:
-        return False
-    # x^2 = (y^2 - 1) / (d y^2 + 1); the point exists iff that is a square mod p.
-    x2 = (y * y - 1) * pow(_ED_D * y * y + 1, -1, _ED_P) % _ED_P
-    if x2 == 0:
-        return not x_negative
-    return pow(x2, (_ED_P - 1) // 2, _ED_P) == 1
 
 
 @functools.lru_cache(maxsize=4096)
@@ -90,8 +74,10 @@ class IntlSuite(Suite):
     def check_public_key(self, public_key: bytes) -> None:
         if len(public_key) != 32:
             raise InvalidKey("an Ed25519 public key is 32 bytes")
-        if not _ed_point_decodes(bytes(public_key)):
-            raise InvalidKey("not a valid Ed25519 public key: no curve point has this encoding")
+        # libsodium checks the encoding is a canonical point of the prime-order subgroup;
+        # OpenSSL's loader accepts any 32 bytes.
+        if not crypto_core_ed25519_is_valid_point(bytes(public_key)):
+            raise InvalidKey("not a valid Ed25519 public key: not a point of the prime-order group")
         try:
             _ed_public_key(bytes(public_key))
         except Exception:
