@@ -198,9 +198,7 @@ def run_bench(
         with Progress(*columns, console=console, transient=False) as progress:
             ptask = progress.add_task("pre-sign", total=txs)
             per_job = 500
-            jobs = [
-                (suite, "main", 1_000_000, min(per_job, txs - i)) for i in range(0, txs, per_job)
-            ]
+            jobs = [(suite, "main", 1_000_000, min(per_job, txs - i)) for i in range(0, txs, per_job)]
             bodies: list[bytes] = []
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(cores) as pool:
@@ -218,9 +216,7 @@ def run_bench(
             )
             try:
                 _wait_ready(url, "main", proc, time.monotonic() + 60)
-                records, start, end = asyncio.run(
-                    _load(url, "main", bodies, batch, concurrency, progress)
-                )
+                records, start, end = asyncio.run(_load(url, "main", bodies, batch, concurrency, progress))
                 status = httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()
             finally:
                 proc.send_signal(signal.SIGINT)

@@ -66,10 +66,13 @@ def now_ms() -> int:
 
 
 def _serve(home: Path, port: int | None, banner: Callable[[str], None]) -> None:
-    from zhongshu.gateway.server import serve_home
+    from zhongshu.gateway.server import NodeHalted, serve_home
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_home(home, port=port, on_ready=banner))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_home(home, port=port, on_ready=banner))
+    except NodeHalted as exc:
+        raise CliError(f"node halted: {exc}") from None
     out.print("[bold]stopped[/]; data kept in", str(home / "data"))
 
 

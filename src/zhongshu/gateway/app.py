@@ -45,7 +45,10 @@ def _hex_param(name: str, value: str) -> bytes:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise errors.MalformedTransaction(f"{name} must be lowercase hex") from None
+        raw = b""
+    # Exactly hex digits, no spaces or prefixes.
+    if raw.hex() != value.lower():
+        raise errors.BadRequest(f"{name} must be hex digits, e.g. 3fa2..., not {value[:80]!r}")
     if not raw:
         raise errors.MalformedTransaction(f"{name} must not be empty")
     return raw
@@ -118,6 +121,8 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         With ``?wait=commit`` the answer comes once all are committed, with their receipts.
         """
         node = chain_of(chain)
+        if wait not in ("", "commit"):
+            raise errors.MalformedTransaction(f"wait must be 'commit' or absent, not {wait!r}")
         body = await request.body()
         try:
             parsed = _tx_batch_decoder.decode(body)
@@ -143,8 +148,6 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         if wait == "commit":
             done = await node.wait_committed(hashes, timeout)
             return JSONResponse({"status": "committed", "receipts": [committed_view(c) for c in done]}, 200)
-        if wait:
-            raise errors.MalformedTransaction(f"wait must be 'commit', not {wait!r}")
         return JSONResponse({"status": "pending", "tx_hashes": [h.hex() for h in hashes]}, 202)
 
     @app.get("/v1/chains/{chain}/txs/{tx_hash}")
@@ -180,7 +183,7 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             try:
                 number = int(height)
             except ValueError:
-                raise errors.NotFound(f"height must be a number or 'latest', not {height!r}") from None
+                raise errors.BadRequest(f"height must be a number or 'latest', not {height!r}") from None
         record = node.load_block(number)
         header = record.block.header
         return {

@@ -14,6 +14,7 @@ PROBLEM_TYPE = "application/problem+json"
 
 STATUS: dict[type[errors.Refused], int] = {
     errors.MalformedTransaction: 400,
+    errors.BadRequest: 400,
     errors.InvalidSignature: 400,
     errors.InvalidPublicKey: 400,
     errors.WrongChain: 400,

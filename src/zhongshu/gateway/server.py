@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import load_home
 from zhongshu.node.signer import Signer
 
+log = logging.getLogger("zhongshu.node")
+
+
+class NodeHalted(RuntimeError):
+    """The node stopped because an internal invariant broke; its store is intact."""
+
 
 async def serve_home(
     home: Path, *, port: int | None = None, on_ready: Callable[[str], None] | None = None
@@ -22,7 +29,8 @@ async def serve_home(
     """Serve the node in ``home`` until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
     config, genesis, key = load_home(home)
     signer = Signer(key, home / "signer_state.json")
-    node = ChainNode(genesis, config.data_dir, signer)
+    # Fault injection for crash tests: exit abruptly at a named point (see ChainNode.crash_point).
+    node = ChainNode(genesis, config.data_dir, signer, crash_point=os.environ.get("ZHONGSHU_CRASH_POINT"))
     app = create_app({genesis.chain_id: node})
     uv = uvicorn.Server(
         uvicorn.Config(
@@ -35,6 +43,14 @@ async def serve_home(
         )
     )
     producer = asyncio.create_task(node.run(), name="block-producer")
+
+    def on_producer_done(task: asyncio.Task[None]) -> None:
+        # A broken invariant in block production stops the whole node, loudly.
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("block production stopped", exc_info=task.exception())
+            uv.should_exit = True
+
+    producer.add_done_callback(on_producer_done)
     url = f"http://{config.api_host}:{port or config.api_port}"
 
     async def announce() -> None:
@@ -51,7 +67,10 @@ async def serve_home(
     finally:
         announcer.cancel()
         producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await producer
+        failure = producer.exception() if producer.done() and not producer.cancelled() else None
         node.close()
-        logging.getLogger("zhongshu.node").info("node stopped at height %d", node.height)
+        log.info("node stopped at height %d", node.height)
+    if failure is not None:
+        raise NodeHalted(f"block production failed at height {node.height + 1}: {failure!r}") from failure

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,10 @@ class BuiltBlock:
     state_root: bytes
 
 
+PROPOSAL_KEY = "proposal"
+"""Meta key of the block this node proposed and is about to sign (cleared when stored)."""
+
+
 class FrontierState:
     """What is persisted beside each block so a restart resumes exactly."""
 
@@ -106,6 +111,7 @@ class ChainNode:
         mempool_max_bytes: int = 256 * 1024 * 1024,
         verify_threads: int | None = None,
         clock: Clock = wall_clock_ms,
+        crash_point: str | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -127,6 +133,8 @@ class ChainNode:
         self._stopping = False
         self._built: BuiltBlock | None = None
         self.metrics = NodeMetrics()
+        self.crash_point = crash_point
+        """For crash tests only: ``after-sign`` exits the process right after signing a block."""
         self._open_store()
         last = self.store.load_header(self.height)
         self.consensus = SoloConsensus(
@@ -206,8 +214,10 @@ class ChainNode:
                 continue
             hashes.append(tx_hash)
             sizes.append(size)
-        committed = self.store.has_txs(hashes)
-        for i, is_committed in enumerate(committed):
+        # Refused entries have no hash (b""); LMDB refuses an empty key, so they are not looked up.
+        hashed = [i for i, h in enumerate(hashes) if h]
+        committed = self.store.has_txs([hashes[i] for i in hashed])
+        for i, is_committed in zip(hashed, committed, strict=True):
             if is_committed:
                 failures.append((i, errors.Duplicate(f"transaction {hashes[i].hex()} is already committed")))
         if not failures:
@@ -284,7 +294,8 @@ class ChainNode:
         """Produce blocks until closed."""
         interval = self.genesis.params.block_interval_ms / 1000
         while not self._stopping:
-            actions = self.consensus.on_tick(self.clock(), len(self.mempool) > 0)
+            has_work = len(self.mempool) > 0 or self._saved_proposal() is not None
+            actions = self.consensus.on_tick(self.clock(), has_work)
             if not actions:
                 self._wake.clear()
                 delay = (
@@ -306,22 +317,46 @@ class ChainNode:
         while queue:
             action = queue.pop(0)
             if isinstance(action, ProposeBlock):
-                params = self.genesis.params
-                self.mempool.drop_expired(action.height)
-                pending = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
+                saved = self._saved_proposal()
+                if saved is not None and saved.header.height == action.height:
+                    # A proposal written before a crash is proposed again, unchanged: the signer
+                    # may already have signed it, and must never sign another block here.
+                    action = ProposeBlock(action.height, action.round, saved.header.time)
+                    pending = [
+                        PendingTx(tx, compute_tx_hash(self.hash, tx), len(encode(tx))) for tx in saved.txs
+                    ]
+                else:
+                    params = self.genesis.params
+                    self.mempool.drop_expired(action.height)
+                    pending = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
                 if not pending:
                     queue.extend(self.consensus.on_proposal_empty())
-                else:
-                    started = time.perf_counter()
-                    built = await asyncio.to_thread(self._build_block, action, pending)
-                    self.metrics.execute_seconds += time.perf_counter() - started
-                    self._built = built
-                    queue.extend(self.consensus.on_proposal(built.block, built.block_hash))
+                    continue
+                started = time.perf_counter()
+                built = await asyncio.to_thread(self._build_block, action, pending)
+                self.metrics.execute_seconds += time.perf_counter() - started
+                # Re-execution is deterministic: a replayed proposal rebuilds the same block.
+                if saved is not None and saved.header.height == action.height and built.block != saved:
+                    raise RuntimeError(f"replayed proposal at height {action.height} rebuilt differently")
+                # The proposal is on disk before the signer may sign it (write-ahead).
+                await asyncio.to_thread(self.store.save_meta, PROPOSAL_KEY, encode(built.block))
+                self._built = built
+                queue.extend(self.consensus.on_proposal(built.block, built.block_hash))
             elif isinstance(action, SignVote):
                 signature = self.signer.sign_vote(action.vote)
+                if self.crash_point == "after-sign":
+                    os._exit(70)
                 queue.extend(self.consensus.on_vote_signed(action.vote, signature))
             elif isinstance(action, CommitBlock):
                 await self._commit(action)
+
+    def _saved_proposal(self) -> Block | None:
+        """The proposal written ahead of signing, if its block was never stored."""
+        raw = self.store.load_meta(PROPOSAL_KEY)
+        if not raw:
+            return None
+        block = decode(raw, Block)
+        return block if block.header.height == self.height + 1 else None
 
     def _build_block(self, action: ProposeBlock, pending: list[PendingTx]) -> BuiltBlock:
         """Execute the reaped transactions and assemble the next block (in a worker thread)."""
@@ -373,6 +408,7 @@ class ChainNode:
             FrontierState.HISTORY: encode(history.frontier),
             FrontierState.HISTORY_SIZE: history.size.to_bytes(8, "big"),
             FrontierState.STATE_ROOT: state_root,
+            PROPOSAL_KEY: b"",
         }
         record = BlockRecord(block, block_hash, receipts, action.commit)
         started = time.perf_counter()
@@ -449,7 +485,7 @@ class ChainNode:
         return Committed(tx_hash, loc.height, loc.index, record.block.header.time, record.receipts[loc.index])
 
     def load_block(self, height: int) -> BlockRecord:
-        record = self.store.load_block(height) if height >= 1 else None
+        record = self.store.load_block(height) if 1 <= height <= self.height else None
         if record is None:
             raise errors.NotFound(f"no block at height {height} (chain height is {self.height})")
         return record

@@ -20,6 +20,11 @@ class MalformedTransaction(Refused):
     title = "Malformed transaction"
 
 
+class BadRequest(Refused):
+    code = "bad-request"
+    title = "Bad request"
+
+
 class InvalidSignature(Refused):
     code = "invalid-signature"
     title = "Invalid signature"

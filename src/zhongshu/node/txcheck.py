@@ -42,9 +42,13 @@ def tx_to_json(tx: Transaction) -> dict[str, Any]:
 
 def _unhex(name: str, value: str) -> bytes:
     try:
-        return bytes.fromhex(value)
+        raw = bytes.fromhex(value)
     except ValueError:
-        raise errors.MalformedTransaction(f"field {name!r} is not hex") from None
+        raw = None
+    # Exactly hex digits: no spaces, no 0x prefix.
+    if raw is None or raw.hex() != value.lower():
+        raise errors.MalformedTransaction(f"field {name!r} is not hex")
+    return raw
 
 
 def tx_from_json(item: TxJSON) -> Transaction:

@@ -1,0 +1,247 @@
+"""Real node processes for the multi-process tests: start, wait until serving, stop, restart.
+
+A node runs as ``python -m zhongshu`` in a fresh home under pytest's tmp directory, on a free
+loopback port. Its stdout and stderr go to ``node.log`` beside the home; when a test fails, the
+tail of the log of every node it used is added to the report. Nothing here sleeps to
+synchronise: each wait polls a condition until a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+READY_TIMEOUT = 30.0
+"""Seconds a node may take from exec to answering its status route."""
+STOP_TIMEOUT = 15.0
+"""Seconds a node may take to exit after SIGINT before it is killed."""
+CLI_TIMEOUT = 60.0
+"""Seconds any one CLI command may run."""
+LOG_TAIL = 6000
+"""Characters of a node's log shown with a failed test."""
+
+_LIVE: list[NodeProcess] = []
+"""Nodes started and not yet torn down; their logs go with a failure report."""
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of every child process: unbuffered, wide, no colours, no stray home."""
+    env = dict(os.environ)
+    env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "240", "NO_COLOR": "1", "TERM": "dumb"})
+    env.pop("ZHONGSHU_HOME", None)
+    return env
+
+
+def run_cli(
+    *args: str | Path, timeout: float = CLI_TIMEOUT, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zhongshu ARGS`` to completion and return its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "zhongshu", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+        cwd=cwd,
+        check=False,
+    )
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll ``condition`` until it returns a truthy value; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class NodeProcess:
+    """One node home and the process currently serving it (restartable on the same home)."""
+
+    def __init__(self, home: Path, port: int, *, suite: str = "sm") -> None:
+        self.home = home
+        self.port = port
+        self.suite = suite
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = home.parent / f"{home.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def up(self) -> NodeProcess:
+        """First start: ``zhongshu up`` creates the chain in the empty home."""
+        return self._spawn(["up", "--home", str(self.home), "--port", str(self.port), "--suite", self.suite])
+
+    def restart(self, extra_env: dict[str, str] | None = None) -> NodeProcess:
+        """Start again on the same home with ``zhongshu node start`` (the process must be gone)."""
+        assert self.proc is None or self.proc.poll() is not None, "the node is still running"
+        args = ["node", "start", "--home", str(self.home), "--port", str(self.port)]
+        return self._spawn(args, extra_env)
+
+    def _spawn(self, args: list[str], extra_env: dict[str, str] | None = None) -> NodeProcess:
+        self.runs += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== run {self.runs}: zhongshu {' '.join(args)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zhongshu", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=cli_env() | (extra_env or {}),
+            )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until GET status answers 200; fail with the log if the process dies first."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    pytest.fail(f"node exited with {self.proc.returncode} before serving\n{self.log()}")
+                try:
+                    if http.get(self.status_url).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"node not serving after {timeout:g} s\n{self.log()}")
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGINT, then wait for the exit (SIGKILL if it hangs); return the exit code."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return proc.returncode if proc else 0
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+            pytest.fail(f"node did not stop within {timeout:g} s of SIGINT; killed\n{self.log()}")
+
+    def kill(self) -> None:
+        """``kill -9``: no chance to flush or close anything."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT)
+
+    def teardown(self) -> None:
+        """Stop whatever still runs, never failing: used by fixture finalizers."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+    # -- access ------------------------------------------------------------------------
+
+    @property
+    def status_url(self) -> str:
+        return f"{self.url}/v1/chains/main/status"
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.home / "genesis.json"
+
+    def api(self, path: str = "") -> str:
+        """The URL of ``/v1/chains/main`` + ``path``."""
+        return f"{self.url}/v1/chains/main{path}"
+
+    def status(self) -> dict[str, Any]:
+        response = httpx.get(self.status_url, timeout=10.0)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def log(self) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no node log)"
+        return f"--- {self.log_path} (tail) ---\n{text[-LOG_TAIL:]}"
+
+
+def start_node(base: Path, *, suite: str = "sm", name: str = "home") -> NodeProcess:
+    """A node serving a new chain in ``base/name``, ready; registered for failure reports."""
+    node = NodeProcess(base / name, free_port(), suite=suite)
+    _LIVE.append(node)
+    try:
+        node.up()
+    except BaseException:
+        _release(node)
+        raise
+    return node
+
+
+def _release(node: NodeProcess) -> None:
+    node.teardown()
+    if node in _LIVE:
+        _LIVE.remove(node)
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """Start any number of fresh nodes in a test; all are stopped at its end."""
+    started: list[NodeProcess] = []
+
+    def factory(*, suite: str = "sm") -> NodeProcess:
+        node = start_node(tmp_path, suite=suite, name=f"home{len(started)}")
+        started.append(node)
+        return node
+
+    yield factory
+    for node in started:
+        _release(node)
+
+
+@pytest.fixture
+def node(node_factory: Callable[..., NodeProcess]) -> NodeProcess:
+    """A fresh single-validator node (suite sm) for one test."""
+    return node_factory()
+
+
+@pytest.fixture(scope="module")
+def module_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One node shared by a module's tests (fast error tests that leave it serving)."""
+    node = start_node(tmp_path_factory.mktemp("module-node"))
+    yield node
+    _release(node)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the tails of the live nodes' logs to a failed test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for node in _LIVE:
+            report.sections.append((f"node log {node.home}", node.log()))
