@@ -54,6 +54,8 @@ class BenchResult:
     node_metrics: dict[str, Any]
     per_second: list[int] = field(default_factory=list)
     """Transactions committed in each second of the load (throughput over time)."""
+    profile: list[dict[str, Any]] = field(default_factory=list)
+    """With --profile: the node's event-loop functions with the most own time."""
 
 
 def free_port() -> int:
@@ -179,6 +181,7 @@ def run_bench(
     batch: int,
     concurrency: int,
     console: Console,
+    profile: bool = False,
 ) -> BenchResult:
     if nodes != 1:
         raise ValueError("this version benchmarks a single validator; use --nodes 1")
@@ -209,10 +212,15 @@ def run_bench(
             bound = measure_verify_bound(suite, cores)
             progress.update(vtask, total=1, completed=1, description="verify")
             log = open(Path(tmp) / "node.log", "wb")  # noqa: SIM115
+            env = dict(os.environ)
+            profile_path = Path(tmp) / "node.prof"
+            if profile:
+                env["ZHONGSHU_PROFILE"] = str(profile_path)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(home)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
             )
             try:
                 _wait_ready(url, "main", proc, time.monotonic() + 60)
@@ -225,6 +233,7 @@ def run_bench(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                 log.close()
+            profile_top = _profile_summary(profile_path) if profile else []
     latencies = [(done - sent) * 1000 for sent, done, n in records for _ in range(n)]
     committed = sum(n for _, _, n in records)
     seconds = end - start
@@ -254,7 +263,30 @@ def run_bench(
         },
         node_metrics=status.get("metrics", {}),
         per_second=per_second,
+        profile=profile_top,
     )
+
+
+def _profile_summary(path: Path, top: int = 20) -> list[dict[str, Any]]:
+    """The functions of the node's event-loop thread with the most own time."""
+    import pstats
+
+    if not path.exists():
+        return []
+    stats = pstats.Stats(str(path))
+    rows = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        short = "/".join(Path(filename).parts[-2:])
+        rows.append(
+            {"function": f"{short}:{line}({name})", "calls": calls, "own_s": own, "cum_s": cumulative}
+        )
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    total = sum(r["own_s"] for r in rows) or 1.0
+    for r in rows:
+        r["share"] = round(r["own_s"] / total, 3)
+        r["own_s"] = round(r["own_s"], 3)
+        r["cum_s"] = round(r["cum_s"], 3)
+    return rows[:top]
 
 
 def render(result: BenchResult, console: Console) -> None:
@@ -274,6 +306,13 @@ def render(result: BenchResult, console: Console) -> None:
         for i, n in enumerate(result.per_second):
             bar = "█" * max(1, round(40 * n / peak)) if n else ""
             console.print(f"  {i:>3}s {bar} {n}", highlight=False)
+    if result.profile:
+        ptable = Table(title="node event-loop thread, by own time (cProfile; slows the node)")
+        for col in ("function", "calls", "own s", "share"):
+            ptable.add_column(col, justify="left" if col == "function" else "right")
+        for r in result.profile:
+            ptable.add_row(r["function"], str(r["calls"]), f"{r['own_s']:.3f}", f"{r['share']:.1%}")
+        console.print(ptable)
     m = result.node_metrics
     if m:
         console.print(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -68,11 +70,20 @@ def now_ms() -> int:
 def _serve(home: Path, port: int | None, banner: Callable[[str], None]) -> None:
     from zhongshu.gateway.server import NodeHalted, serve_home
 
+    profile_path = os.environ.get("ZHONGSHU_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
     try:
+        if profiler:
+            profiler.enable()
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_home(home, port=port, on_ready=banner))
     except NodeHalted as exc:
         raise CliError(f"node halted: {exc}") from None
+    finally:
+        if profiler and profile_path:
+            # The event-loop thread only: gateway, checks, execution and commit bookkeeping.
+            profiler.disable()
+            profiler.dump_stats(profile_path)
     out.print("[bold]stopped[/]; data kept in", str(home / "data"))
 
 
@@ -271,6 +282,7 @@ def bench(
     concurrency: int = typer.Option(4, help="Requests in flight."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line (to stdout) at the end."),
     write_docs: bool = typer.Option(False, help="Record the figures in docs/performance.md."),
+    profile: bool = typer.Option(False, help="Run the node under cProfile and print where time goes."),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
     from zhongshu.cli.bench import render, run_bench, save_result, summary_json
@@ -278,7 +290,13 @@ def bench(
 
     console = err if as_json else out
     result = run_bench(
-        nodes=nodes, suite=suite, txs=txs, batch=batch, concurrency=concurrency, console=console
+        nodes=nodes,
+        suite=suite,
+        txs=txs,
+        batch=batch,
+        concurrency=concurrency,
+        console=console,
+        profile=profile,
     )
     render(result, console)
     root = Path.cwd()

@@ -20,6 +20,11 @@ def sha256(data: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
+def _is_valid_point(raw: bytes) -> bool:
+    return bool(crypto_core_ed25519_is_valid_point(raw))
+
+
+@functools.lru_cache(maxsize=4096)
 def _ed_public_key(raw: bytes) -> ed25519.Ed25519PublicKey:
     return ed25519.Ed25519PublicKey.from_public_bytes(raw)
 
@@ -76,7 +81,7 @@ class IntlSuite(Suite):
             raise InvalidKey("an Ed25519 public key is 32 bytes")
         # libsodium checks the encoding is a canonical point of the prime-order subgroup;
         # OpenSSL's loader accepts any 32 bytes.
-        if not crypto_core_ed25519_is_valid_point(bytes(public_key)):
+        if not _is_valid_point(bytes(public_key)):
             raise InvalidKey("not a valid Ed25519 public key: not a point of the prime-order group")
         try:
             _ed_public_key(bytes(public_key))

@@ -18,7 +18,7 @@ from zhongshu.codec import decode, encode
 from zhongshu.consensus.boundary import Action, CommitBlock, ProposeBlock, SignVote
 from zhongshu.consensus.solo import SoloConsensus
 from zhongshu.contracts import build_registry, evidence
-from zhongshu.crypto import get_suite
+from zhongshu.crypto import InvalidKey, get_suite
 from zhongshu.execution.executor import apply_transactions
 from zhongshu.ledger.hashing import (
     compute_block_hash,
@@ -196,7 +196,6 @@ class ChainNode:
             try:
                 size = check_tx(
                     tx,
-                    suite=self.suite,
                     chain_id=self.chain_id,
                     registry=self.registry,
                     next_height=next_height,
@@ -223,13 +222,9 @@ class ChainNode:
         if not failures:
             self.mempool.check_room(len(txs), sum(sizes))
             started = time.perf_counter()
-            bad = await self._verify_signatures(txs)
+            failures.extend(await self._verify_senders(txs))
             self.metrics.verify_seconds += time.perf_counter() - started
             self.metrics.verified_signatures += len(txs)
-            failures.extend(
-                (i, errors.InvalidSignature("the signature does not verify for the sender's key"))
-                for i in bad
-            )
         if failures:
             failures.sort(key=lambda f: f[0])
             if len(txs) == 1:
@@ -243,18 +238,30 @@ class ChainNode:
         self._wake.set()
         return hashes
 
-    async def _verify_signatures(self, txs: Sequence[Transaction]) -> list[int]:
-        """Indexes of transactions whose signature fails; verified in threads (GIL released)."""
+    async def _verify_senders(self, txs: Sequence[Transaction]) -> list[tuple[int, errors.Refused]]:
+        """Check each sender key and signature in threads (the C code releases the GIL)."""
         suite = self.suite
         workers = self._pool._max_workers
         chunk = max(1, (len(txs) + workers - 1) // workers)
 
-        def verify(start: int) -> list[int]:
-            return [
-                start + j
-                for j, tx in enumerate(txs[start : start + chunk])
-                if not suite.verify(tx.sender, tx.sign_bytes(), tx.signature)
-            ]
+        def verify(start: int) -> list[tuple[int, errors.Refused]]:
+            bad: list[tuple[int, errors.Refused]] = []
+            for j, tx in enumerate(txs[start : start + chunk]):
+                # The sender is a valid public key of the chain's suite.
+                try:
+                    suite.check_public_key(tx.sender)
+                except InvalidKey as exc:
+                    bad.append((start + j, errors.InvalidPublicKey(str(exc))))
+                    continue
+                # The signature verifies over the sign-bytes with that key.
+                if not suite.verify(tx.sender, tx.sign_bytes(), tx.signature):
+                    bad.append(
+                        (
+                            start + j,
+                            errors.InvalidSignature("the signature does not verify for the sender's key"),
+                        )
+                    )
+            return bad
 
         loop = asyncio.get_running_loop()
         parts = await asyncio.gather(

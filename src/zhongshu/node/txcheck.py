@@ -7,7 +7,6 @@ from typing import Any
 import msgspec
 
 from zhongshu.codec import encode
-from zhongshu.crypto import InvalidKey, Suite
 from zhongshu.execution import errors as xerr
 from zhongshu.execution.registry import Registry
 from zhongshu.ledger.types import Transaction
@@ -72,13 +71,12 @@ def tx_from_json(item: TxJSON) -> Transaction:
 def check_tx(
     tx: Transaction,
     *,
-    suite: Suite,
     chain_id: str,
     registry: Registry,
     next_height: int,
     max_tx_bytes: int,
 ) -> int:
-    """Every check but the signature; return the encoded size. Raise a typed Refused."""
+    """Every check but the sender key and signature; return the encoded size. Raise a typed Refused."""
     size = len(encode(tx))
     # The encoded transaction fits the chain's limit.
     if size > max_tx_bytes:
@@ -99,9 +97,5 @@ def check_tx(
         raise errors.UnknownMethod(str(exc)) from None
     except xerr.InvalidArguments as exc:
         raise errors.InvalidArguments(str(exc)) from None
-    # The sender is a valid public key of the chain's suite.
-    try:
-        suite.check_public_key(tx.sender)
-    except InvalidKey as exc:
-        raise errors.InvalidPublicKey(str(exc)) from None
+    # The sender key and signature are checked next, in threads (ChainNode._verify_senders).
     return size
