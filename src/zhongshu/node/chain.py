@@ -31,7 +31,7 @@ from zhongshu.ledger.hashing import (
 )
 from zhongshu.ledger.history import HistoryAccumulator
 from zhongshu.ledger.proof import build_bundle
-from zhongshu.ledger.types import Block, Genesis, Header, Receipt, Transaction
+from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Receipt, Transaction
 from zhongshu.node import errors
 from zhongshu.node.mempool import Mempool, PendingTx
 from zhongshu.node.signer import Signer
@@ -56,6 +56,10 @@ class Committed:
     index: int
     time: int
     receipt: Receipt
+
+
+class InvalidBlock(Exception):
+    """A block from another node that this node cannot accept."""
 
 
 @dataclass
@@ -367,18 +371,28 @@ class ChainNode:
 
     def _build_block(self, action: ProposeBlock, pending: list[PendingTx]) -> BuiltBlock:
         """Execute the reaped transactions and assemble the next block (in a worker thread)."""
-        txs = [p.tx for p in pending]
-        hashes = [p.tx_hash for p in pending]
+        return self.execute_block(
+            action.height,
+            action.time,
+            [p.tx for p in pending],
+            [p.tx_hash for p in pending],
+            self.signer.public_key,
+        )
+
+    def execute_block(
+        self, height: int, time_ms: int, txs: list[Transaction], hashes: list[bytes], proposer: bytes
+    ) -> BuiltBlock:
+        """Run ``txs`` on top of the stored state and assemble the header (pure given the store)."""
         outcome = apply_transactions(
-            self.registry, self.store.get_state, self.chain_id, action.height, action.time, txs, hashes
+            self.registry, self.store.get_state, self.chain_id, height, time_ms, txs, hashes
         )
         state_root = compute_state_root(
             self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
         )
         header = Header(
             chain_id=self.chain_id,
-            height=action.height,
-            time=action.time,
+            height=height,
+            time=time_ms,
             prev_hash=self.last_block_hash,
             tx_count=len(txs),
             tx_root=compute_tx_root(self.hash, txs),
@@ -386,7 +400,7 @@ class ChainNode:
             state_root=state_root,
             history_root=self.history.root(),
             validator_set_hash=self.validator_set_hash,
-            proposer=self.signer.public_key,
+            proposer=proposer,
         )
         block = Block(header, txs)
         return BuiltBlock(
@@ -398,37 +412,69 @@ class ChainNode:
             state_root,
         )
 
+    def validate_block(self, block: Block) -> BuiltBlock:
+        """Re-execute a block proposed by another node; raise InvalidBlock unless it rebuilds exactly.
+
+        Signatures of its transactions must have been verified by the caller.
+        """
+        header = block.header
+        # The block extends this node's tip.
+        if header.height != self.height + 1 or header.prev_hash != self.last_block_hash:
+            raise InvalidBlock(f"block {header.height} does not extend tip {self.height}")
+        # It is signed by this chain's validator set and proposed by one of its members.
+        if header.validator_set_hash != self.validator_set_hash:
+            raise InvalidBlock("block names another validator set")
+        if self.genesis.validators.power_of(header.proposer) == 0:
+            raise InvalidBlock("block proposer is not a validator")
+        # Time moves forward.
+        last = self.store.load_header(self.height) if self.height else None
+        if header.time <= (last.time if last else self.genesis.time):
+            raise InvalidBlock("block time does not increase")
+        # The block respects the chain's size limits.
+        params = self.genesis.params
+        if len(block.txs) > params.max_block_txs or len(encode(block)) > params.max_block_bytes + 4096:
+            raise InvalidBlock("block exceeds the chain's size limits")
+        hashes = [compute_tx_hash(self.hash, tx) for tx in block.txs]
+        # No transaction is already committed or repeated in the block.
+        if len(set(hashes)) != len(hashes) or any(self.store.has_txs(hashes)):
+            raise InvalidBlock("block repeats a committed or duplicate transaction")
+        built = self.execute_block(header.height, header.time, list(block.txs), hashes, header.proposer)
+        # Re-execution reproduces every root of the header.
+        if built.block.header != header:
+            raise InvalidBlock("block header does not match its re-execution")
+        return built
+
     async def _commit(self, action: CommitBlock) -> None:
         built = self._built
         # The decided block is one this node built.
-        if built is None:
-            raise RuntimeError("commit without a built block")
-        block, block_hash, receipts, hashes = built.block, built.block_hash, built.receipts, built.tx_hashes
-        writes, state_root = built.writes, built.state_root
-        # The decided block is the one this node built.
-        if block_hash != action.block_hash:
+        if built is None or built.block_hash != action.block_hash:
             raise RuntimeError("consensus decided a block this node did not build")
+        await self.store_block(built, action.commit)
+        self.consensus.on_committed(built.block.header.height, built.block.header.time)
+
+    async def store_block(self, built: BuiltBlock, commit: CommitCertificate) -> None:
+        """Store an executed block with its certificate atomically, then advance the tip."""
+        block, block_hash, receipts, hashes = built.block, built.block_hash, built.receipts, built.tx_hashes
         header = block.header
         history = HistoryAccumulator(self.hash, self.history.size, self.history.frontier)
         history.append(block_hash)
         meta = {
             FrontierState.HISTORY: encode(history.frontier),
             FrontierState.HISTORY_SIZE: history.size.to_bytes(8, "big"),
-            FrontierState.STATE_ROOT: state_root,
+            FrontierState.STATE_ROOT: built.state_root,
             PROPOSAL_KEY: b"",
         }
-        record = BlockRecord(block, block_hash, receipts, action.commit)
+        record = BlockRecord(block, block_hash, receipts, commit)
         started = time.perf_counter()
-        await asyncio.to_thread(self.store.save_block, record, hashes, writes, meta)
+        await asyncio.to_thread(self.store.save_block, record, hashes, built.writes, meta)
         self.metrics.store_seconds += time.perf_counter() - started
         self.metrics.blocks += 1
         self.metrics.committed_txs += len(hashes)
         self.history = history
-        self.state_root = state_root
+        self.state_root = built.state_root
         self.height = header.height
         self.last_block_hash = block_hash
         self.mempool.remove(hashes)
-        self.consensus.on_committed(header.height, header.time)
         self._notify(block, block_hash, hashes, receipts)
 
     def _notify(self, block: Block, block_hash: bytes, hashes: list[bytes], receipts: list[Receipt]) -> None:
