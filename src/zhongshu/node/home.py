@@ -22,10 +22,29 @@ class HomeError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class PeerConfig:
+    """Another validator node of the network, as config.json names it."""
+
+    name: str
+    host: str
+    port: int
+    validator: bytes
+    """The peer's validator public key."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     home: Path
     api_host: str
     api_port: int
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 0
+    """0: no P2P (a single-validator chain)."""
+    peers: tuple[PeerConfig, ...] = ()
+
+    @property
+    def networked(self) -> bool:
+        return self.p2p_port > 0
 
     @property
     def data_dir(self) -> Path:
@@ -77,8 +96,19 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
     try:
         key = load_private_key_pem((home / KEY_FILE).read_bytes())
         doc = json.loads((home / CONFIG_FILE).read_text())
-        config = NodeConfig(home, str(doc.get("api_host", "127.0.0.1")), int(doc["api_port"]))
-    except (OSError, ValueError, KeyError) as exc:
+        peers = tuple(
+            PeerConfig(str(p["name"]), str(p["host"]), int(p["port"]), bytes.fromhex(p["validator"]))
+            for p in doc.get("peers", [])
+        )
+        config = NodeConfig(
+            home,
+            str(doc.get("api_host", "127.0.0.1")),
+            int(doc["api_port"]),
+            str(doc.get("p2p_host", "127.0.0.1")),
+            int(doc.get("p2p_port", 0)),
+            peers,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HomeError(f"cannot read node files in {home}: {exc}") from None
     if key.suite.name != genesis.suite:
         raise HomeError(f"the node key is {key.suite.name}, the chain uses {genesis.suite}")
