@@ -96,10 +96,21 @@ def up(
     port: int = typer.Option(DEFAULT_PORT, help="Gateway port."),
 ) -> None:
     """Start a local hub on this machine (creating it on first run) and print its URLs."""
-    if nodes != 1:
-        raise CliError("this version runs a single validator; use --nodes 1")
     home = home or default_home()
     get_suite(suite)
+    if nodes < 1:
+        raise CliError("--nodes must be at least 1")
+    if nodes > 1:
+        from zhongshu.cli.network import NetworkError, ensure_network, run_network
+
+        try:
+            homes, created_net = ensure_network(home, nodes, suite, port, now_ms())
+            code = run_network(home, homes, created_net, out)
+        except NetworkError as exc:
+            raise CliError(str(exc)) from None
+        if code:
+            raise typer.Exit(code)
+        return
     created = False
     if not (home / "genesis.json").exists():
         init_single_home(home, suite=suite, port=port, now_ms=now_ms())
@@ -133,6 +144,31 @@ def node_start(
         sys.stdout.flush()
 
     _serve(home, port, banner)
+
+
+network_app = typer.Typer(no_args_is_help=True, help="Multi-node networks.")
+app.add_typer(network_app, name="network")
+
+
+@network_app.command("init")
+@friendly
+def network_init(
+    nodes: int = typer.Option(4, help="Validator nodes."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for the node homes (node0 ...)."),
+    suite: str = typer.Option("sm", help="sm or intl."),
+    base_port: int = typer.Option(DEFAULT_PORT, help="Node i serves its API on base-port + i."),
+) -> None:
+    """Create the homes of an N-node network: keys, CA and TLS certificates, one genesis."""
+    from zhongshu.p2p.netinit import NetworkInitError, init_network
+
+    get_suite(suite)
+    try:
+        homes = init_network(out_dir, nodes, suite, base_port, now_ms())
+    except NetworkInitError as exc:
+        raise CliError(str(exc)) from None
+    for i, h in enumerate(homes):
+        out.print(f"node{i}  {h}  API http://127.0.0.1:{base_port + i}", highlight=False)
+    out.print(f"genesis {homes[0] / 'genesis.json'}", highlight=False)
 
 
 # -- keys -------------------------------------------------------------------------------

@@ -28,9 +28,25 @@ async def serve_home(
 ) -> None:
     """Serve the node in ``home`` until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
     config, genesis, key = load_home(home)
-    signer = Signer(key, home / "signer_state.json")
     # Fault injection for crash tests: exit abruptly at a named point (see ChainNode.crash_point).
-    node = ChainNode(genesis, config.data_dir, signer, crash_point=os.environ.get("ZHONGSHU_CRASH_POINT"))
+    crash_point = os.environ.get("ZHONGSHU_CRASH_POINT")
+    node: ChainNode
+    if config.networked:
+        from zhongshu.node.consensus_signer import ConsensusSigner
+        from zhongshu.node.replica import Replica
+        from zhongshu.p2p.netinit import load_transport_config
+
+        node = Replica(
+            genesis,
+            config.data_dir,
+            ConsensusSigner(key, home / "consensus_signer.bin"),
+            load_transport_config(home),
+            crash_point=crash_point,
+        )
+    else:
+        node = ChainNode(
+            genesis, config.data_dir, Signer(key, home / "signer_state.json"), crash_point=crash_point
+        )
     app = create_app({genesis.chain_id: node})
     uv = uvicorn.Server(
         uvicorn.Config(

@@ -33,6 +33,7 @@ from zhongshu.ledger.history import HistoryAccumulator
 from zhongshu.ledger.proof import build_bundle
 from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Receipt, Transaction
 from zhongshu.node import errors
+from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.mempool import Mempool, PendingTx
 from zhongshu.node.signer import Signer
 from zhongshu.node.txcheck import check_tx
@@ -109,13 +110,14 @@ class ChainNode:
         self,
         genesis: Genesis,
         data_dir: Path,
-        signer: Signer,
+        signer: Signer | ConsensusSigner,
         *,
         mempool_max_txs: int = 100_000,
         mempool_max_bytes: int = 256 * 1024 * 1024,
         verify_threads: int | None = None,
         clock: Clock = wall_clock_ms,
         crash_point: str | None = None,
+        solo: bool = True,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -141,6 +143,9 @@ class ChainNode:
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
         self._open_store()
         last = self.store.load_header(self.height)
+        self.last_time = last.time if last else genesis.time
+        if not solo:
+            return
         self.consensus = SoloConsensus(
             self.chain_id,
             genesis.validators,
@@ -354,6 +359,7 @@ class ChainNode:
                 self._built = built
                 queue.extend(self.consensus.on_proposal(built.block, built.block_hash))
             elif isinstance(action, SignVote):
+                assert isinstance(self.signer, Signer)
                 signature = self.signer.sign_vote(action.vote)
                 if self.crash_point == "after-sign":
                     os._exit(70)
@@ -473,6 +479,7 @@ class ChainNode:
         self.history = history
         self.state_root = built.state_root
         self.height = header.height
+        self.last_time = header.time
         self.last_block_hash = block_hash
         self.mempool.remove(hashes)
         self._notify(block, block_hash, hashes, receipts)

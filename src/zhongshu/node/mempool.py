@@ -32,6 +32,10 @@ class Mempool:
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._txs
 
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        p = self._txs.get(tx_hash)
+        return p.tx if p else None
+
     def check_room(self, count: int, size: int) -> None:
         """Raise MempoolFull unless ``count`` more transactions of ``size`` bytes fit."""
         if len(self._txs) + count > self.max_txs or self.bytes + size > self.max_bytes:

@@ -1,0 +1,537 @@
+"""A replica of a BFT chain: the Tendermint engine driven by the network, timers and a WAL.
+
+Every input of the engine goes through one queue and is appended to the write-ahead log
+(``consensus.wal``, fsynced) before the engine sees it; a restart replays the log of the
+current height into a fresh engine. Block data, transaction gossip and block sync travel
+beside consensus messages (``zhongshu.node.wire``). All state changes happen in the one
+consumer task; validation runs in worker threads and comes back through the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zhongshu.codec import DecodeError, decode, encode
+from zhongshu.consensus.boundary import SignVote
+from zhongshu.consensus.messages import (
+    BlockBuilt,
+    BlockData,
+    Broadcast,
+    BuildBlock,
+    Decide,
+    EngineAction,
+    EngineInput,
+    Equivocation,
+    ProposalSigned,
+    ScheduleTimeout,
+    SignedProposal,
+    SignedVote,
+    SignProposal,
+    StartHeight,
+    TimeoutFired,
+    VoteSigned,
+)
+from zhongshu.consensus.tendermint import TendermintEngine, TimeoutConfig
+from zhongshu.ledger.commit import InvalidCommit, check_commit
+from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
+from zhongshu.ledger.types import Block, Genesis, Transaction
+from zhongshu.node import errors
+from zhongshu.node.chain import BuiltBlock, ChainNode, InvalidBlock
+from zhongshu.node.consensus_signer import ConsensusSigner
+from zhongshu.node.signer import DoubleSignRefused
+from zhongshu.node.wire import (
+    BlocksReply,
+    GetBlocks,
+    GetTxs,
+    ProposalGossip,
+    Status,
+    SyncedBlock,
+    TxsGossip,
+    TxsReply,
+    VoteGossip,
+    WireMessage,
+)
+from zhongshu.p2p.transport import Transport, TransportConfig
+
+log = logging.getLogger("zhongshu.replica")
+
+_LEN = struct.Struct(">I")
+SYNC_BATCH = 20
+STATUS_INTERVAL = 1.0
+IDLE_BLOCK_MS = 1000
+"""With no transactions, the proposer still proposes (an empty block) after this long."""
+
+
+@dataclass(frozen=True)
+class _BuildNow:
+    height: int
+    round: int
+
+
+@dataclass(frozen=True)
+class _Validated:
+    height: int
+    block_hash: bytes
+    built: BuiltBlock | None
+
+
+@dataclass(frozen=True)
+class _Synced:
+    item: SyncedBlock
+
+
+@dataclass
+class _Assembly:
+    """A compact proposal whose transactions are being gathered."""
+
+    gossip: ProposalGossip
+    txs: dict[bytes, Transaction]
+    peer: bytes
+
+
+_Item = EngineInput | _BuildNow | _Validated | _Synced
+
+
+class WriteAheadLog:
+    """Length-prefixed engine inputs of the current height, fsynced on every append."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "ab")  # noqa: SIM115
+
+    def append(self, event: EngineInput) -> None:
+        data = encode(event)
+        self._file.write(_LEN.pack(len(data)) + data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def reset(self) -> None:
+        self._file.truncate(0)
+        self._file.seek(0)
+
+    def read(self) -> list[EngineInput]:
+        """Every complete record; a torn last record (crash mid-write) is dropped."""
+        raw = self.path.read_bytes()
+        out: list[EngineInput] = []
+        pos = 0
+        while pos + 4 <= len(raw):
+            (n,) = _LEN.unpack_from(raw, pos)
+            if pos + 4 + n > len(raw):
+                break
+            try:
+                out.append(decode(raw[pos + 4 : pos + 4 + n], EngineInput))  # type: ignore[arg-type]
+            except DecodeError:
+                break
+            pos += 4 + n
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Replica(ChainNode):
+    """A validator node of a multi-validator chain."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        data_dir: Path,
+        signer: ConsensusSigner,
+        transport_config: TransportConfig,
+        *,
+        timeouts: TimeoutConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(genesis, data_dir, signer, solo=False, **kwargs)
+        self.csigner = signer
+        self.engine = TendermintEngine(self.chain_id, signer.public_key, timeouts)
+        self.transport = Transport(transport_config, self._on_wire)
+        self.wal = WriteAheadLog(data_dir / "consensus.wal")
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._blocks: dict[bytes, BuiltBlock] = {}
+        self._assembling: dict[bytes, _Assembly] = {}
+        self._undecided: Decide | None = None
+        self._sync_requested_at = 0.0
+        self._progress_at = time.monotonic()
+        self._timers: list[asyncio.TimerHandle] = []
+        self.equivocations = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.transport.start()
+        background = [
+            asyncio.create_task(self._status_loop(), name="status"),
+        ]
+        try:
+            await self._replay_or_start()
+            while not self._stopping:
+                item = await self._queue.get()
+                await self._process(item)
+        finally:
+            for task in background:
+                task.cancel()
+            for timer in self._timers:
+                timer.cancel()
+            await self.transport.close()
+
+    def close(self) -> None:
+        self.wal.close()
+        super().close()
+
+    async def _replay_or_start(self) -> None:
+        records = self.wal.read()
+        if records and isinstance(records[0], StartHeight) and records[0].height == self.height + 1:
+            log.info("replaying %d WAL records of height %d", len(records), self.height + 1)
+            for record in records:
+                await self._act(self.engine.handle(record), replaying=True)
+            return
+        self.wal.reset()
+        await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+
+    # -- the one consumer ------------------------------------------------------------------
+
+    async def _process(self, item: _Item) -> None:
+        if isinstance(item, _BuildNow):
+            await self._build(item)
+        elif isinstance(item, _Validated):
+            if item.built is not None and item.built.block.header.height == self.height + 1:
+                self._blocks[item.block_hash] = item.built
+            if item.height == self.engine.height:
+                await self._feed(BlockData(item.height, item.block_hash, item.built is not None))
+            await self._maybe_finish_decided()
+        elif isinstance(item, _Synced):
+            await self._apply_synced(item.item)
+        else:
+            await self._feed(item)
+
+    async def _feed(self, event: EngineInput) -> None:
+        """Log the input, then hand it to the engine and carry out what it asks."""
+        self.wal.append(event)
+        await self._act(self.engine.handle(event))
+
+    async def _act(self, actions: list[EngineAction], *, replaying: bool = False) -> None:
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            if isinstance(action, BuildBlock):
+                self._schedule_build(action)
+            elif isinstance(action, SignProposal | SignVote):
+                message = action.proposal if isinstance(action, SignProposal) else action.vote
+                try:
+                    signature = self.csigner.sign(message)
+                except DoubleSignRefused as exc:
+                    log.warning("signer refused: %s", exc)
+                    continue
+                signed: EngineInput = (
+                    ProposalSigned(message, signature)  # type: ignore[arg-type]
+                    if isinstance(action, SignProposal)
+                    else VoteSigned(message, signature)  # type: ignore[arg-type]
+                )
+                if self.crash_point == "after-sign":
+                    os._exit(70)
+                if replaying:
+                    queue.extend(self.engine.handle(signed))
+                else:
+                    self.wal.append(signed)
+                    queue.extend(self.engine.handle(signed))
+            elif isinstance(action, Broadcast):
+                self._broadcast_own(action.message)
+            elif isinstance(action, ScheduleTimeout):
+                loop = asyncio.get_running_loop()
+                timeout = TimeoutFired(action.height, action.round, int(action.step))
+                self._timers = [t for t in self._timers if not t.cancelled()]
+                self._timers.append(loop.call_later(action.delay_ms / 1000, self._queue.put_nowait, timeout))
+            elif isinstance(action, Decide):
+                self._undecided = action
+                await self._maybe_finish_decided()
+            elif isinstance(action, Equivocation):
+                self.equivocations += 1
+                log.warning("equivocation: %r", action.evidence)
+
+    def _schedule_build(self, action: BuildBlock) -> None:
+        """Build when there are transactions, or after IDLE_BLOCK_MS, never sooner than the interval."""
+
+        async def wait_and_build() -> None:
+            interval = self.genesis.params.block_interval_ms
+            earliest = self.last_time + interval
+            idle_deadline = time.monotonic() + IDLE_BLOCK_MS / 1000
+            while True:
+                now = self.clock()
+                if now >= earliest and (len(self.mempool) > 0 or time.monotonic() >= idle_deadline):
+                    break
+                await asyncio.sleep(0.01)
+            self._queue.put_nowait(_BuildNow(action.height, action.round))
+
+        asyncio.get_running_loop().create_task(wait_and_build())
+
+    async def _build(self, item: _BuildNow) -> None:
+        state = self.engine.get_state()
+        if (state.height, state.round) != (item.height, item.round) or item.height != self.height + 1:
+            return
+        params = self.genesis.params
+        self.mempool.drop_expired(item.height)
+        pending = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
+        block_time = max(self.clock(), self.last_time + 1)
+        started = time.perf_counter()
+        built = await asyncio.to_thread(
+            self.execute_block,
+            item.height,
+            block_time,
+            [p.tx for p in pending],
+            [p.tx_hash for p in pending],
+            self.csigner.public_key,
+        )
+        self.metrics.execute_seconds += time.perf_counter() - started
+        self._blocks[built.block_hash] = built
+        await self._feed(BlockBuilt(item.height, item.round, built.block_hash))
+
+    async def _maybe_finish_decided(self) -> None:
+        decided = self._undecided
+        if decided is None:
+            return
+        built = self._blocks.get(decided.block_hash)
+        if built is None:
+            # The block was decided before this node had it: fetch it (with its commit) by sync.
+            self._request_blocks(None)
+            return
+        self._undecided = None
+        await self.store_block(built, decided.certificate)
+        self._after_commit()
+        await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+
+    def _after_commit(self) -> None:
+        self._progress_at = time.monotonic()
+        self.wal.reset()
+        self._blocks.clear()
+        self._assembling.clear()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    # -- gossip out --------------------------------------------------------------------
+
+    def _broadcast_own(self, message: SignedProposal | SignedVote) -> None:
+        if isinstance(message, SignedVote):
+            self.transport.broadcast(encode(VoteGossip(message)))
+            return
+        built = self._blocks.get(message.proposal.block_hash)
+        if built is None:
+            return
+        gossip = ProposalGossip(message, built.block.header, built.tx_hashes)
+        self.transport.broadcast(encode(gossip))
+
+    async def submit(self, txs: list[Transaction] | Any) -> list[bytes]:
+        hashes = await super().submit(txs)
+        self.transport.broadcast(encode(TxsGossip(list(txs))))
+        return hashes
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            self.transport.broadcast(encode(Status(self.height)))
+            # A height that makes no progress re-sends our own messages (peers may have missed them).
+            if time.monotonic() - self._progress_at > 2 * STATUS_INTERVAL:
+                for message in self.engine.get_messages():
+                    own = (
+                        message.proposal.proposer
+                        if isinstance(message, SignedProposal)
+                        else message.validator
+                    )
+                    if own == self.csigner.public_key:
+                        self._broadcast_own(message)
+
+    # -- gossip in ---------------------------------------------------------------------
+
+    async def _on_wire(self, peer: bytes, payload: bytes) -> None:
+        try:
+            message: Any = decode(payload, WireMessage)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            log.info("undecodable message from %s: %s", peer.hex()[:12], exc)
+            return
+        if isinstance(message, VoteGossip):
+            vote = message.vote
+            # Only votes whose signature verifies reach the engine.
+            if await self._verify_one(vote.validator, encode(vote.vote), vote.signature):
+                self._queue.put_nowait(vote)
+        elif isinstance(message, ProposalGossip):
+            await self._on_proposal(peer, message)
+        elif isinstance(message, TxsGossip):
+            await self._accept_gossip(message.txs)
+        elif isinstance(message, GetTxs):
+            self._reply_txs(peer, message)
+        elif isinstance(message, TxsReply):
+            await self._on_txs_reply(message)
+        elif isinstance(message, Status):
+            if message.height > self.height:
+                self._request_blocks(peer)
+        elif isinstance(message, GetBlocks):
+            self._reply_blocks(peer, message)
+        elif isinstance(message, BlocksReply):
+            for item in message.blocks:
+                self._queue.put_nowait(_Synced(item))
+
+    async def _verify_one(self, key: bytes, data: bytes, signature: bytes) -> bool:
+        if self.genesis.validators.power_of(key) == 0:
+            return False
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.suite.verify, key, data, signature
+        )
+
+    async def _accept_gossip(self, txs: list[Transaction]) -> None:
+        """Pool transactions another node's gateway accepted; ones known here already are skipped."""
+        remaining = list(txs)
+        while remaining:
+            try:
+                await ChainNode.submit(self, remaining)
+                return
+            except errors.BatchRefused as exc:
+                bad = {i for i, _ in exc.errors}
+                remaining = [t for i, t in enumerate(remaining) if i not in bad]
+            except errors.Refused:
+                return
+
+    async def _on_proposal(self, peer: bytes, gossip: ProposalGossip) -> None:
+        signed = gossip.proposal
+        proposal = signed.proposal
+        # The header is the block the proposal names, and the proposer signed the proposal.
+        if compute_block_hash(self.hash, gossip.header) != proposal.block_hash:
+            return
+        if not await self._verify_one(proposal.proposer, encode(proposal), signed.signature):
+            return
+        self._queue.put_nowait(signed)
+        if proposal.block_hash in self._blocks or proposal.block_hash in self._assembling:
+            return
+        have: dict[bytes, Transaction] = {}
+        missing = []
+        for h in gossip.tx_hashes:
+            found = self.mempool.get(h)
+            if found is None:
+                missing.append(h)
+            else:
+                have[h] = found
+        self._assembling[proposal.block_hash] = _Assembly(gossip, have, peer)
+        if missing:
+            self.transport.send(peer, encode(GetTxs(proposal.block_hash, missing)))
+        else:
+            await self._validate_assembled(proposal.block_hash)
+
+    def _reply_txs(self, peer: bytes, request: GetTxs) -> None:
+        built = self._blocks.get(request.block_hash)
+        by_hash = dict(zip(built.tx_hashes, built.block.txs, strict=True)) if built else {}
+        txs = []
+        for h in request.tx_hashes[: self.genesis.params.max_block_txs]:
+            tx = by_hash.get(h) or self.mempool.get(h)
+            if tx is not None:
+                txs.append(tx)
+        self.transport.send(peer, encode(TxsReply(request.block_hash, txs)))
+
+    async def _on_txs_reply(self, reply: TxsReply) -> None:
+        assembly = self._assembling.get(reply.block_hash)
+        if assembly is None:
+            return
+        wanted = set(assembly.gossip.tx_hashes)
+        fetched = [tx for tx in reply.txs if compute_tx_hash(self.hash, tx) in wanted]
+        # Fetched transactions had their signatures checked by the sender, but not by us.
+        bad = await self._verify_senders(fetched)
+        if bad:
+            log.info("proposal %s carries transactions that do not verify", reply.block_hash.hex()[:12])
+            self._assembling.pop(reply.block_hash, None)
+            height = assembly.gossip.header.height
+            self._queue.put_nowait(_Validated(height, reply.block_hash, None))
+            return
+        for tx in fetched:
+            assembly.txs[compute_tx_hash(self.hash, tx)] = tx
+        await self._validate_assembled(reply.block_hash)
+
+    async def _validate_assembled(self, block_hash: bytes) -> None:
+        assembly = self._assembling.get(block_hash)
+        if assembly is None or any(h not in assembly.txs for h in assembly.gossip.tx_hashes):
+            return
+        del self._assembling[block_hash]
+        header = assembly.gossip.header
+        block = Block(header, [assembly.txs[h] for h in assembly.gossip.tx_hashes])
+        if header.height != self.height + 1:
+            return
+        try:
+            built = await asyncio.to_thread(self.validate_block, block)
+        except InvalidBlock as exc:
+            log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
+            built = None
+        self._queue.put_nowait(_Validated(header.height, block_hash, built))
+
+    # -- block sync --------------------------------------------------------------------
+
+    def _request_blocks(self, peer: bytes | None) -> None:
+        now = time.monotonic()
+        if now - self._sync_requested_at < 0.5:
+            return
+        self._sync_requested_at = now
+        request = encode(GetBlocks(self.height + 1, SYNC_BATCH))
+        if peer is None:
+            self.transport.broadcast(request)
+        else:
+            self.transport.send(peer, request)
+
+    def _reply_blocks(self, peer: bytes, request: GetBlocks) -> None:
+        items = []
+        for height in range(
+            request.start, min(request.start + min(request.count, SYNC_BATCH), self.height + 1)
+        ):
+            record = self.store.load_block(height)
+            if record is None:
+                break
+            items.append(SyncedBlock(record.block, record.commit))
+        if items:
+            self.transport.send(peer, encode(BlocksReply(items)))
+
+    async def _apply_synced(self, item: SyncedBlock) -> None:
+        """Store a block fetched from a peer after checking its commit and re-executing it."""
+        header = item.block.header
+        if header.height != self.height + 1:
+            return
+        block_hash = compute_block_hash(self.hash, header)
+        try:
+            # More than 2/3 of the validator set precommitted this block.
+            check_commit(
+                self.suite, self.chain_id, self.genesis.validators, item.commit, block_hash, header.height
+            )
+        except InvalidCommit as exc:
+            log.info("synced block %d refused: %s", header.height, exc)
+            return
+        # Its transactions carry valid signatures.
+        if await self._verify_senders(item.block.txs):
+            log.info("synced block %d has transactions that do not verify", header.height)
+            return
+        try:
+            built = await asyncio.to_thread(self.validate_block, item.block)
+        except InvalidBlock as exc:
+            log.error("a committed block does not re-execute here: %s", exc)
+            raise RuntimeError(f"block {header.height} with a valid commit fails validation: {exc}") from exc
+        await self.store_block(built, item.commit)
+        self._undecided = None
+        self._after_commit()
+        log.info("synced block %d", header.height)
+        with contextlib.suppress(Exception):
+            await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+        self._sync_requested_at = 0.0
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        state = self.engine.get_state()
+        out["consensus"] = {
+            "height": state.height,
+            "round": state.round,
+            "step": state.step.name.lower(),
+            "peers": [p.name or p.validator.hex()[:16] for p in self.transport.peers()],
+            "equivocations": self.equivocations,
+        }
+        return out
