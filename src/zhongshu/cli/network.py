@@ -84,8 +84,8 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
             time.sleep(0.1)
         genesis = load_genesis(homes[0] / "genesis.json")
         console.print(
-            f"[bold green]zhongshu[/] {'created' if created else 'resumed'} chain [bold]{genesis.chain_id}[/] "
-            f"(suite {genesis.suite}) on {len(homes)} validator nodes in {root}"
+            f"[bold green]zhongshu[/] {'created' if created else 'resumed'} chain "
+            f"[bold]{genesis.chain_id}[/] (suite {genesis.suite}) on {len(homes)} validator nodes in {root}"
         )
         for i, url in enumerate(urls):
             console.print(f"  node{i}  API {url}/v1/chains/{genesis.chain_id}/status   OpenAPI {url}/docs")

@@ -531,6 +531,7 @@ class Replica(ChainNode):
             "height": state.height,
             "round": state.round,
             "step": state.step.name.lower(),
+            "proposer": self.engine.get_proposer(state.round).hex() if state.height else None,
             "peers": [p.name or p.validator.hex()[:16] for p in self.transport.peers()],
             "equivocations": self.equivocations,
         }

@@ -1,0 +1,273 @@
+"""Four real node processes on loopback, mutual TLS between them, checked only through the API.
+
+Perturbations: kill -9 the proposer under load, kill -9 a node and restart it, stop two of
+four. At the end every transaction that got a committed receipt is on every node, and all
+nodes hold identical block hashes at every height.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import cli_env, wait_for
+from zhongshu.crypto import PrivateKey, get_suite
+from zhongshu.ledger.genesis import load_genesis
+from zhongshu.ledger.proof import verify_bundle
+from zhongshu.node.txcheck import tx_to_json
+from zhongshu.sdk.client import evidence_tx
+
+FAR = 1_000_000
+N = 4
+
+
+def _free_base() -> int:
+    """A base port whose API (base+i) and P2P (base+100+i) ports are all free now."""
+    for _ in range(200):
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+        ports = [base + i for i in range(N)] + [base + 100 + i for i in range(N)]
+        ok = True
+        for port in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+class Network:
+    def __init__(self, root: Path, base: int) -> None:
+        self.root = root
+        self.base = base
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.base + i}/v1/chains/main"
+
+    def start(self, i: int) -> None:
+        log = open(self.root / f"node{i}.log", "ab")  # noqa: SIM115
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(self.root / f"node{i}")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+        )
+        log.close()
+
+    def kill(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(10)
+
+    def stop(self, i: int) -> int:
+        self.procs[i].send_signal(signal.SIGINT)
+        return self.procs[i].wait(20)
+
+    def status(self, i: int) -> dict[str, Any] | None:
+        try:
+            r = httpx.get(f"{self.url(i)}/status", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    def height(self, i: int) -> int:
+        s = self.status(i)
+        return int(s["height"]) if s else -1
+
+    def running(self) -> list[int]:
+        return [i for i, p in self.procs.items() if p.poll() is None]
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- node{i} ---\n" + (self.root / f"node{i}.log").read_text(errors="replace")[-3000:]
+            for i in range(N)
+            if (self.root / f"node{i}.log").exists()
+        )
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    base = _free_base()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zhongshu",
+            "network",
+            "init",
+            "--nodes",
+            str(N),
+            "--out",
+            str(tmp_path / "net"),
+            "--base-port",
+            str(base),
+        ],
+        check=True,
+        capture_output=True,
+        env=cli_env(),
+    )
+    net = Network(tmp_path / "net", base)
+    for i in range(N):
+        net.start(i)
+    try:
+        wait_for(
+            lambda: all((s := net.status(i)) and len(s["consensus"]["peers"]) == N - 1 for i in range(N)),
+            60,
+            "four nodes serving and connected to each other",
+        )
+        yield net
+    finally:
+        for i in net.running():
+            net.procs[i].send_signal(signal.SIGINT)
+        for p in net.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Load:
+    """A client thread that deposits evidence through random live nodes and records receipts."""
+
+    def __init__(self, net: Network, key: PrivateKey) -> None:
+        self.net = net
+        self.key = key
+        self.committed: dict[str, int] = {}
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        n = 0
+        with httpx.Client(timeout=10) as http:
+            while not self.stop.is_set():
+                live = self.net.running()
+                if not live:
+                    return
+                i = live[n % len(live)]
+                n += 1
+                tx = evidence_tx(self.key, "main", os.urandom(32), f"load-{n}", FAR)
+                try:
+                    r = http.post(
+                        f"{self.net.url(i)}/txs",
+                        json=tx_to_json(tx),
+                        params={"wait": "commit", "timeout": "5"},
+                    )
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    receipt = r.json()["receipts"][0]
+                    self.committed[receipt["tx_hash"]] = receipt["height"]
+                elif r.status_code not in (503, 504):
+                    self.errors.append(f"{r.status_code} {r.text[:200]}")
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(20)
+
+
+def _check_agreement(net: Network, committed: dict[str, int], nodes: list[int]) -> None:
+    """Every committed transaction is on every node; block hashes are identical at every height."""
+    tip = min(net.height(i) for i in nodes)
+    for height in range(1, tip + 1):
+        hashes = {httpx.get(f"{net.url(i)}/blocks/{height}", timeout=5).json()["hash"] for i in nodes}
+        assert len(hashes) == 1, f"fork at height {height}: {hashes}"
+    for tx_hash, height in committed.items():
+        for i in nodes:
+            r = httpx.get(f"{net.url(i)}/txs/{tx_hash}", timeout=5).json()
+            assert r["status"] == "committed" and r["height"] == height, (i, tx_hash, r)
+
+
+def test_kill_proposer_and_restart_a_node(network: Network) -> None:
+    net = network
+    key = get_suite("sm").generate_private_key()
+    with Load(net, key) as load:
+        wait_for(lambda: len(load.committed) >= 10, 30, "10 commits under load")
+        # kill -9 the proposer of the current round; the others go on.
+        status = net.status(0)
+        assert status is not None
+        proposer = status["consensus"]["proposer"]
+        genesis = load_genesis(net.root / "node0" / "genesis.json")
+        victim = next(
+            i for i, v in enumerate(genesis.validators.validators) if v.public_key.hex() == proposer
+        )
+        net.kill(victim)
+        before = len(load.committed)
+        wait_for(lambda: len(load.committed) >= before + 10, 40, "progress after killing the proposer", 0.1)
+        # Restart it: it catches up with the others.
+        net.start(victim)
+        wait_for(
+            lambda: net.height(victim) >= min(net.height(i) for i in range(N) if i != victim) > 0,
+            40,
+            "the restarted node to catch up",
+            0.1,
+        )
+        before = len(load.committed)
+        wait_for(lambda: len(load.committed) >= before + 5, 30, "progress with all four again", 0.1)
+    assert not load.errors, load.errors
+    wait_for(lambda: len({net.height(i) for i in range(N)}) == 1, 20, "all nodes at one height", 0.1)
+    _check_agreement(net, load.committed, list(range(N)))
+    # A proof from the network carries at least three signatures and verifies against the genesis.
+    tx_hash = next(iter(load.committed))
+    bundle = httpx.get(f"{net.url(victim)}/txs/{tx_hash}/proof", timeout=5).json()
+    assert len(bundle["commit"]["signatures"]) >= 3
+    result = verify_bundle(bundle, trusted=genesis)
+    assert result.signed_power >= 3 and result.total_power == 4
+
+
+def test_two_of_four_stopped_halts_without_fork(network: Network) -> None:
+    net = network
+    key = get_suite("sm").generate_private_key()
+    with Load(net, key) as load:
+        wait_for(lambda: len(load.committed) >= 5, 30, "5 commits")
+    assert net.stop(2) == 0 and net.stop(3) == 0
+    stalled = max(net.height(0), net.height(1))
+    # With half the power gone no block can gather more than 2/3: a deposit does not commit.
+    tx = evidence_tx(key, "main", os.urandom(32), "while-halted", FAR)
+    r = httpx.post(
+        f"{net.url(0)}/txs", json=tx_to_json(tx), params={"wait": "commit", "timeout": "3"}, timeout=15
+    )
+    assert r.status_code == 504, r.text
+    assert max(net.height(0), net.height(1)) <= stalled + 1
+    # One returns: 3 of 4 is more than 2/3 again, and the pending deposit commits.
+    net.start(3)
+    tx_hash = _hash_of(tx)
+    wait_for(
+        lambda: _is_committed(net, 3, tx_hash),
+        40,
+        "the held deposit to commit once three nodes run",
+        0.1,
+    )
+    _check_agreement(net, load.committed, [0, 1, 3])
+
+
+def _is_committed(net: Network, i: int, tx_hash: str) -> bool:
+    try:
+        r = httpx.get(f"{net.url(i)}/txs/{tx_hash}", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and r.json()["status"] == "committed"
+
+
+def _hash_of(tx: Any) -> str:
+    from zhongshu.ledger.hashing import compute_tx_hash
+
+    return compute_tx_hash(get_suite("sm").hasher(), tx).hex()
