@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/zhongshu up
+	$(BIN)/zhongshu up --nodes 4
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -23,6 +23,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/zhongshu bench --nodes 1 --suite sm --txs 20000 --write-docs
+	$(BIN)/zhongshu bench --nodes 4 --suite sm --txs 8000 --write-docs
+	$(BIN)/zhongshu bench --nodes 4 --suite intl --txs 12000 --write-docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

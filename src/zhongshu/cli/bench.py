@@ -54,6 +54,8 @@ class BenchResult:
     node_metrics: dict[str, Any]
     per_second: list[int] = field(default_factory=list)
     """Transactions committed in each second of the load (throughput over time)."""
+    half_load: dict[str, float] = field(default_factory=dict)
+    """Open-loop run at half the full-load TPS: offered_tps, tps, p50_ms, p99_ms."""
     profile: list[dict[str, Any]] = field(default_factory=list)
     """With --profile: the node's event-loop functions with the most own time."""
 
@@ -118,30 +120,45 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _load(
-    url: str, chain: str, bodies: list[bytes], batch: int, concurrency: int, progress: Progress
+    urls: list[str],
+    chain: str,
+    bodies: list[bytes],
+    batch: int,
+    concurrency: int,
+    progress: Progress,
+    *,
+    rate: float | None = None,
+    label: str = "load",
 ) -> tuple[list[tuple[float, float, int]], float, float]:
-    task = progress.add_task("load", total=len(bodies))
-    batches = [bodies[i : i + batch] for i in range(0, len(bodies), batch)]
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for b in batches:
-        queue.put_nowait(b"[" + b",".join(b) + b"]")
-    sizes = [len(b) for b in batches]
+    """Send the batches round-robin to the nodes' gateways, each with ``?wait=commit``.
+
+    Closed loop (``concurrency`` requests in flight) or, with ``rate``, open loop: batch i is
+    sent at start + i * batch / rate, so latency is measured at that offered load.
+    """
+    task = progress.add_task(label, total=len(bodies))
+    batches = [b"[" + b",".join(bodies[i : i + batch]) + b"]" for i in range(0, len(bodies), batch)]
+    sizes = [min(batch, len(bodies) - i) for i in range(0, len(bodies), batch)]
     records: list[tuple[float, float, int]] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        index = 0
+    workers = concurrency if rate is None else max(concurrency, 64)
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        next_index = 0
+        start = time.perf_counter()
 
         async def worker() -> None:
-            nonlocal index
-            while not queue.empty():
-                body = queue.get_nowait()
-                n = sizes[index]
-                index += 1
+            nonlocal next_index
+            while next_index < len(batches):
+                index = next_index
+                next_index += 1
+                if rate is not None:
+                    due = start + index * batch / rate
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                url = urls[index % len(urls)]
                 sent = time.perf_counter()
                 while True:
                     r = await client.post(
-                        f"/v1/chains/{chain}/txs",
-                        content=body,
+                        f"{url}/v1/chains/{chain}/txs",
+                        content=batches[index],
                         params={"wait": "commit", "timeout": "120"},
                         headers={"content-type": "application/json"},
                     )
@@ -151,26 +168,107 @@ async def _load(
                     break
                 if r.status_code != 200:
                     raise RuntimeError(f"load batch refused: {r.status_code} {r.text[:300]}")
-                records.append((sent, time.perf_counter(), n))
-                progress.advance(task, n)
+                records.append((sent, time.perf_counter(), sizes[index]))
+                progress.advance(task, sizes[index])
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
         end = time.perf_counter()
     return records, start, end
 
 
-def _wait_ready(url: str, chain: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+def free_port_range(nodes: int) -> int:
+    """A base port whose API ports (base+i) and P2P ports (base+100+i) are free now."""
+    for _ in range(100):
+        base = free_port()
+        if base + 100 + nodes > 65535:
+            continue
+        ports = [base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free range of ports")
+
+
+def _wait_ready(url: str, chain: str, proc: subprocess.Popen[bytes], deadline: float, peers: int = 0) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the node exited with status {proc.returncode}")
         try:
-            if httpx.get(f"{url}/v1/chains/{chain}/status", timeout=1).status_code == 200:
+            r = httpx.get(f"{url}/v1/chains/{chain}/status", timeout=1)
+            if r.status_code == 200 and len(r.json().get("consensus", {}).get("peers", [])) >= peers:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     raise RuntimeError("the node did not become ready in time")
+
+
+def _start_nodes(
+    tmp: Path, nodes: int, suite: str, profile: bool
+) -> tuple[list[str], list[subprocess.Popen[bytes]], Path]:
+    """Create a chain of ``nodes`` validators in ``tmp`` and start one process per node."""
+    now_ms = time.time_ns() // 1_000_000
+    if nodes == 1:
+        port = free_port()
+        homes = [tmp / "node0"]
+        init_single_home(homes[0], suite=suite, port=port, now_ms=now_ms)
+        urls = [f"http://127.0.0.1:{port}"]
+    else:
+        from zhongshu.p2p.netinit import init_network
+
+        base = free_port_range(nodes)
+        homes = init_network(tmp / "net", nodes, suite, base, now_ms)
+        urls = [f"http://127.0.0.1:{base + i}" for i in range(nodes)]
+    profile_path = tmp / "node0.prof"
+    procs = []
+    for i, home in enumerate(homes):
+        env = dict(os.environ)
+        if profile and i == 0:
+            env["ZHONGSHU_PROFILE"] = str(profile_path)
+        with open(tmp / f"node{i}.log", "wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(home)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
+    deadline = time.monotonic() + 90
+    for url, proc in zip(urls, procs, strict=True):
+        _wait_ready(url, "main", proc, deadline, peers=nodes - 1)
+    return urls, procs, profile_path
+
+
+def _stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _presign_all(suite: str, count: int, cores: int, progress: Progress, label: str) -> list[bytes]:
+    ptask = progress.add_task(label, total=count)
+    per_job = 500
+    jobs = [(suite, "main", 1_000_000, min(per_job, count - i)) for i in range(0, count, per_job)]
+    bodies: list[bytes] = []
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        for part in pool.imap_unordered(_presign, jobs):
+            bodies.extend(part)
+            progress.advance(ptask, len(part))
+    return bodies
+
+
+def _latencies(records: list[tuple[float, float, int]]) -> list[float]:
+    return [(done - sent) * 1000 for sent, done, n in records for _ in range(n)]
 
 
 def run_bench(
@@ -182,59 +280,55 @@ def run_bench(
     concurrency: int,
     console: Console,
     profile: bool = False,
+    half_load: bool | None = None,
 ) -> BenchResult:
-    if nodes != 1:
-        raise ValueError("this version benchmarks a single validator; use --nodes 1")
+    """Full load (closed loop), then with ``half_load`` an open-loop run at half that rate."""
+    if nodes < 1:
+        raise ValueError("--nodes must be at least 1")
     get_suite(suite)
+    half_load = nodes > 1 if half_load is None else half_load
     cores = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="zhongshu-bench-") as tmp:
-        home = Path(tmp) / "node0"
-        port = free_port()
-        init_single_home(home, suite=suite, port=port, now_ms=time.time_ns() // 1_000_000)
-        url = f"http://127.0.0.1:{port}"
-        columns = (
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    half: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="zhongshu-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         with Progress(*columns, console=console, transient=False) as progress:
-            ptask = progress.add_task("pre-sign", total=txs)
-            per_job = 500
-            jobs = [(suite, "main", 1_000_000, min(per_job, txs - i)) for i in range(0, txs, per_job)]
-            bodies: list[bytes] = []
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(cores) as pool:
-                for part in pool.imap_unordered(_presign, jobs):
-                    bodies.extend(part)
-                    progress.advance(ptask, len(part))
+            bodies = _presign_all(suite, txs, cores, progress, "pre-sign")
+            half_bodies = _presign_all(suite, txs // 2, cores, progress, "pre-sign") if half_load else []
             vtask = progress.add_task("verify", total=None)
             bound = measure_verify_bound(suite, cores)
             progress.update(vtask, total=1, completed=1, description="verify")
-            log = open(Path(tmp) / "node.log", "wb")  # noqa: SIM115
-            env = dict(os.environ)
-            profile_path = Path(tmp) / "node.prof"
-            if profile:
-                env["ZHONGSHU_PROFILE"] = str(profile_path)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(home)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+            urls, procs, profile_path = _start_nodes(tmp, nodes, suite, profile)
             try:
-                _wait_ready(url, "main", proc, time.monotonic() + 60)
-                records, start, end = asyncio.run(_load(url, "main", bodies, batch, concurrency, progress))
-                status = httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()
+                records, start, end = asyncio.run(
+                    _load(urls, "main", bodies, batch, concurrency, progress, label="full load")
+                )
+                if half_load:
+                    rate = sum(n for _, _, n in records) / (end - start) / 2
+                    half_records, h_start, h_end = asyncio.run(
+                        _load(
+                            urls,
+                            "main",
+                            half_bodies,
+                            batch,
+                            concurrency,
+                            progress,
+                            rate=rate,
+                            label="half load",
+                        )
+                    )
+                    h_lat = _latencies(half_records)
+                    half = {
+                        "offered_tps": round(rate, 1),
+                        "tps": round(sum(n for _, _, n in half_records) / (h_end - h_start), 1),
+                        "p50_ms": round(statistics.median(h_lat), 1),
+                        "p99_ms": round(_percentile(h_lat, 0.99), 1),
+                    }
+                status = httpx.get(f"{urls[0]}/v1/chains/main/status", timeout=10).json()
             finally:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                log.close()
+                _stop_nodes(procs)
             profile_top = _profile_summary(profile_path) if profile else []
-    latencies = [(done - sent) * 1000 for sent, done, n in records for _ in range(n)]
+    latencies = _latencies(records)
     committed = sum(n for _, _, n in records)
     seconds = end - start
     per_second = [0] * (int(seconds) + 1)
@@ -264,6 +358,7 @@ def run_bench(
         node_metrics=status.get("metrics", {}),
         per_second=per_second,
         profile=profile_top,
+        half_load=half,
     )
 
 
@@ -297,8 +392,13 @@ def render(result: BenchResult, console: Console) -> None:
     table.add_row("committed TPS", f"{result.tps:,.0f}")
     table.add_row("p50 submit→commit", f"{result.p50_ms:,.0f} ms")
     table.add_row("p99 submit→commit", f"{result.p99_ms:,.0f} ms")
-    table.add_row(f"verify bound ({result.machine['cores']} cores)", f"{result.verify_bound_tps:,.0f}/s")
+    per = f" / {result.nodes} nodes" if result.nodes > 1 else ""
+    table.add_row(f"verify bound ({result.machine['cores']} cores{per})", f"{result.verify_bound_tps:,.0f}/s")
     table.add_row("ratio TPS / bound", f"{result.ratio:.2f}")
+    if result.half_load:
+        h = result.half_load
+        table.add_row("half load: offered / committed", f"{h['offered_tps']:,.0f} / {h['tps']:,.0f} TPS")
+        table.add_row("half load: p50 / p99", f"{h['p50_ms']:,.0f} / {h['p99_ms']:,.0f} ms")
     console.print(table)
     peak = max(result.per_second) if result.per_second else 0
     if peak:
@@ -334,4 +434,5 @@ def save_result(result: BenchResult, root: Path) -> Path:
 
 def summary_json(result: BenchResult) -> str:
     keys = ("nodes", "suite", "txs", "committed", "tps", "p50_ms", "p99_ms", "verify_bound_tps", "ratio")
-    return json.dumps({k: getattr(result, k) for k in keys} | {"node_metrics": result.node_metrics})
+    extra = {"half_load": result.half_load, "node_metrics": result.node_metrics}
+    return json.dumps({k: getattr(result, k) for k in keys} | extra)

@@ -28,6 +28,16 @@ def render_section(result: BenchResult) -> str:
         f"| verify bound (all cores{', / nodes' if result.nodes > 1 else ''}) "
         f"| {result.verify_bound_tps:,.0f} /s |",
         f"| **ratio TPS / bound** | **{result.ratio:.2f}** |",
+        *(
+            [
+                f"| half load ({result.half_load['offered_tps']:,.0f} TPS offered): committed TPS "
+                f"| {result.half_load['tps']:,.0f} |",
+                f"| half load: p50 / p99 | {result.half_load['p50_ms']:,.0f} / "
+                f"{result.half_load['p99_ms']:,.0f} ms |",
+            ]
+            if result.half_load
+            else []
+        ),
         f"| blocks | {m.get('blocks', 0)} |",
         f"| node: verify wall time | {m.get('verify_seconds', 0):.2f} s |",
         f"| node: execute + roots | {m.get('execute_seconds', 0):.2f} s |",
