@@ -95,6 +95,8 @@ class _Assembly:
     gossip: ProposalGossip
     txs: dict[bytes, Transaction]
     peer: bytes
+    requested: bool = False
+    """Whether the missing transactions were asked of the proposer."""
 
 
 _Item = EngineInput | _BuildNow | _Validated | _Synced
@@ -162,6 +164,9 @@ class Replica(ChainNode):
         self._sync_requested_at = 0.0
         self._progress_at = time.monotonic()
         self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gossip_pending: set[bytes] = set()
+        """Hashes of gossiped transactions whose signatures are being verified right now."""
         self.equivocations = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -177,7 +182,7 @@ class Replica(ChainNode):
                 item = await self._queue.get()
                 await self._process(item)
         finally:
-            for task in background:
+            for task in [*background, *self._tasks]:
                 task.cancel()
             for timer in self._timers:
                 timer.cancel()
@@ -365,7 +370,8 @@ class Replica(ChainNode):
         elif isinstance(message, ProposalGossip):
             await self._on_proposal(peer, message)
         elif isinstance(message, TxsGossip):
-            await self._accept_gossip(message.txs)
+            # Verified in the background so this peer's votes are not held up behind it.
+            self._spawn(self._accept_gossip(message.txs))
         elif isinstance(message, GetTxs):
             self._reply_txs(peer, message)
         elif isinstance(message, TxsReply):
@@ -386,18 +392,52 @@ class Replica(ChainNode):
             self._pool, self.suite.verify, key, data, signature
         )
 
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
     async def _accept_gossip(self, txs: list[Transaction]) -> None:
         """Pool transactions another node's gateway accepted; ones known here already are skipped."""
+        hashes = [compute_tx_hash(self.hash, tx) for tx in txs]
+        self._gossip_pending.update(hashes)
         remaining = list(txs)
-        while remaining:
-            try:
-                await ChainNode.submit(self, remaining)
-                return
-            except errors.BatchRefused as exc:
-                bad = {i for i, _ in exc.errors}
-                remaining = [t for i, t in enumerate(remaining) if i not in bad]
-            except errors.Refused:
-                return
+        try:
+            while remaining:
+                try:
+                    await ChainNode.submit(self, remaining)
+                    break
+                except errors.BatchRefused as exc:
+                    bad = {i for i, _ in exc.errors}
+                    remaining = [t for i, t in enumerate(remaining) if i not in bad]
+                except errors.Refused:
+                    break
+        finally:
+            self._gossip_pending.difference_update(hashes)
+        await self._fill_assemblies()
+
+    async def _fill_assemblies(self) -> None:
+        """Complete proposals from the mempool; ask the proposer only for what no gossip brings."""
+        for block_hash, assembly in list(self._assembling.items()):
+            missing = []
+            for h in assembly.gossip.tx_hashes:
+                if h not in assembly.txs:
+                    tx = self.mempool.get(h)
+                    if tx is None:
+                        missing.append(h)
+                    else:
+                        assembly.txs[h] = tx
+            if not missing:
+                self._spawn(self._validate_assembled(block_hash))
+            elif not assembly.requested and not any(h in self._gossip_pending for h in missing):
+                assembly.requested = True
+                self.transport.send(assembly.peer, encode(GetTxs(block_hash, missing)))
 
     async def _on_proposal(self, peer: bytes, gossip: ProposalGossip) -> None:
         signed = gossip.proposal
@@ -410,19 +450,8 @@ class Replica(ChainNode):
         self._queue.put_nowait(signed)
         if proposal.block_hash in self._blocks or proposal.block_hash in self._assembling:
             return
-        have: dict[bytes, Transaction] = {}
-        missing = []
-        for h in gossip.tx_hashes:
-            found = self.mempool.get(h)
-            if found is None:
-                missing.append(h)
-            else:
-                have[h] = found
-        self._assembling[proposal.block_hash] = _Assembly(gossip, have, peer)
-        if missing:
-            self.transport.send(peer, encode(GetTxs(proposal.block_hash, missing)))
-        else:
-            await self._validate_assembled(proposal.block_hash)
+        self._assembling[proposal.block_hash] = _Assembly(gossip, {}, peer)
+        await self._fill_assemblies()
 
     def _reply_txs(self, peer: bytes, request: GetTxs) -> None:
         built = self._blocks.get(request.block_hash)
@@ -450,7 +479,7 @@ class Replica(ChainNode):
             return
         for tx in fetched:
             assembly.txs[compute_tx_hash(self.hash, tx)] = tx
-        await self._validate_assembled(reply.block_hash)
+        self._spawn(self._validate_assembled(reply.block_hash))
 
     async def _validate_assembled(self, block_hash: bytes) -> None:
         assembly = self._assembling.get(block_hash)
