@@ -26,5 +26,8 @@ bench: $(STAMP)
 	$(BIN)/zhongshu bench --nodes 4 --suite sm --txs 8000 --write-docs
 	$(BIN)/zhongshu bench --nodes 4 --suite intl --txs 12000 --write-docs
 
+sim: $(STAMP)
+	SIM_SEEDS=$(or $(SEEDS),10000) $(BIN)/pytest tests/test_simulation.py -q -s
+
 clean:
 	rm -rf $(VENV) build *.egg-info
