@@ -37,7 +37,7 @@ def decode(data: bytes, kind: type[T], *, canonical: bool = True) -> T:
         dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
     try:
         value: T = dec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not a valid {getattr(kind, '__name__', kind)}: {exc}") from None
     # One value, one encoding: re-encoding must give the same bytes.
     if canonical and _encoder.encode(value) != data:

@@ -30,6 +30,7 @@ from zhongshu.consensus.messages import (
     EngineAction,
     EngineInput,
     Equivocation,
+    FetchBlock,
     ProposalSigned,
     ScheduleTimeout,
     SignedProposal,
@@ -48,7 +49,9 @@ from zhongshu.node.chain import BuiltBlock, ChainNode, InvalidBlock
 from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.signer import DoubleSignRefused
 from zhongshu.node.wire import (
+    BlockBody,
     BlocksReply,
+    GetBlock,
     GetBlocks,
     GetTxs,
     ProposalGossip,
@@ -258,9 +261,20 @@ class Replica(ChainNode):
             elif isinstance(action, Decide):
                 self._undecided = action
                 await self._maybe_finish_decided()
+            elif isinstance(action, FetchBlock):
+                self._fetch_block(action)
             elif isinstance(action, Equivocation):
                 self.equivocations += 1
                 log.warning("equivocation: %r", action.evidence)
+
+    def _fetch_block(self, action: FetchBlock) -> None:
+        """The engine needs valid(v) for a proposal: answer from what we hold, or ask the peers."""
+        if action.block_hash in self._blocks:
+            self._queue.put_nowait(
+                _Validated(action.height, action.block_hash, self._blocks[action.block_hash])
+            )
+        elif action.block_hash not in self._assembling:
+            self.transport.broadcast(encode(GetBlock(action.block_hash)))
 
     def _schedule_build(self, action: BuildBlock) -> None:
         """Build when there are transactions, or after IDLE_BLOCK_MS, never sooner than the interval."""
@@ -372,6 +386,12 @@ class Replica(ChainNode):
         elif isinstance(message, TxsGossip):
             # Verified in the background so this peer's votes are not held up behind it.
             self._spawn(self._accept_gossip(message.txs))
+        elif isinstance(message, GetBlock):
+            built = self._blocks.get(message.block_hash)
+            if built is not None:
+                self.transport.send(peer, encode(BlockBody(built.block)))
+        elif isinstance(message, BlockBody):
+            self._spawn(self._on_block_body(message.block))
         elif isinstance(message, GetTxs):
             self._reply_txs(peer, message)
         elif isinstance(message, TxsReply):
@@ -480,6 +500,21 @@ class Replica(ChainNode):
         for tx in fetched:
             assembly.txs[compute_tx_hash(self.hash, tx)] = tx
         self._spawn(self._validate_assembled(reply.block_hash))
+
+    async def _on_block_body(self, block: Block) -> None:
+        """A proposed block a peer sent on request: verify its transactions, re-execute it."""
+        block_hash = compute_block_hash(self.hash, block.header)
+        if block_hash in self._blocks or block.header.height != self.height + 1:
+            return
+        if await self._verify_senders(block.txs):
+            self._queue.put_nowait(_Validated(block.header.height, block_hash, None))
+            return
+        try:
+            built: BuiltBlock | None = await asyncio.to_thread(self.validate_block, block)
+        except InvalidBlock as exc:
+            log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
+            built = None
+        self._queue.put_nowait(_Validated(block.header.height, block_hash, built))
 
     async def _validate_assembled(self, block_hash: bytes) -> None:
         assembly = self._assembling.get(block_hash)

@@ -46,6 +46,16 @@ class TxsReply(msgspec.Struct, array_like=True, frozen=True, tag="w.txs-reply"):
     txs: list[Transaction]
 
 
+class GetBlock(msgspec.Struct, array_like=True, frozen=True, tag="w.get-block"):
+    """Ask for a proposed (not yet committed) block by hash."""
+
+    block_hash: bytes
+
+
+class BlockBody(msgspec.Struct, array_like=True, frozen=True, tag="w.block"):
+    block: Block
+
+
 class Status(msgspec.Struct, array_like=True, frozen=True, tag="w.status"):
     """The sender's committed height; a peer behind it asks for blocks."""
 

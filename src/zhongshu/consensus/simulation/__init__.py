@@ -1,0 +1,34 @@
+"""A seeded, deterministic simulation of a Tendermint network that tries hard to break it.
+
+Virtual time; N nodes each running ``TendermintEngine``; a network that delays, drops,
+duplicates and reorders messages and partitions nodes until GST; honest nodes that crash and
+restart from their WAL with a double-sign guard; Byzantine nodes that equivocate, double-vote,
+vote for invalid blocks, stay silent or flood junk. After every step it checks agreement,
+validity and that no honest node double-signs; after GST, that all heights get decided in
+bounded virtual time. See docs/consensus.md.
+
+The package has no randomness of its own: the caller passes ``random.Random(seed)``.
+"""
+
+from zhongshu.consensus.simulation.runner import SimResult, Simulation, SimulationFailure, run_seed
+from zhongshu.consensus.simulation.scenario import (
+    BEHAVIOURS,
+    Crash,
+    Partition,
+    Rng,
+    Scenario,
+    get_random_scenario,
+)
+
+__all__ = [
+    "BEHAVIOURS",
+    "Crash",
+    "Partition",
+    "Rng",
+    "Scenario",
+    "SimResult",
+    "Simulation",
+    "SimulationFailure",
+    "get_random_scenario",
+    "run_seed",
+]
