@@ -1,4 +1,4 @@
-"""The validator's signer: it persists its last signed (height, round, step) before signing.
+"""The single validator's signer: it persists its last signed vote before releasing it.
 
 A vote is released only after the guard file is on disk, so a crash and restart can never
 sign two different blocks at the same (height, round, step).
@@ -26,10 +26,12 @@ class Signer:
         self.state_path = state_path
         self._last: tuple[int, int, int] = (0, 0, 0)
         self._last_hash = ""
+        self._last_signature = b""
         if state_path.exists():
             data = json.loads(state_path.read_text())
             self._last = (data["height"], data["round"], data["step"])
             self._last_hash = data["block_hash"]
+            self._last_signature = bytes.fromhex(data.get("signature", ""))
 
     def sign_vote(self, vote: Vote) -> bytes:
         """Sign ``vote`` unless it goes back in (height, round, step) or conflicts with it."""
@@ -40,15 +42,22 @@ class Signer:
         # At the same position only the same block may be signed again.
         if hrs == self._last and vote.block_hash.hex() != self._last_hash:
             raise DoubleSignRefused(f"conflicting vote at {hrs}")
-        self._save(hrs, vote.block_hash.hex())
-        return self.key.sign(encode(vote))
+        # The same vote again (a replay after a crash) gets the signature already released.
+        if hrs == self._last and self._last_signature:
+            return self._last_signature
+        signature = self.key.sign(encode(vote))
+        self._save(hrs, vote.block_hash.hex(), signature)
+        return signature
 
-    def _save(self, hrs: tuple[int, int, int], block_hash: str) -> None:
+    def _save(self, hrs: tuple[int, int, int], block_hash: str, signature: bytes) -> None:
         tmp = self.state_path.with_suffix(".tmp")
+        doc = {"height": hrs[0], "round": hrs[1], "step": hrs[2], "block_hash": block_hash}
+        doc["signature"] = signature.hex()
         with open(tmp, "w") as f:
-            json.dump({"height": hrs[0], "round": hrs[1], "step": hrs[2], "block_hash": block_hash}, f)
+            json.dump(doc, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)
         self._last = hrs
         self._last_hash = block_hash
+        self._last_signature = signature
