@@ -7,6 +7,7 @@ nodes hold identical block hashes at every height.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -271,3 +272,83 @@ def _hash_of(tx: Any) -> str:
     from zhongshu.ledger.hashing import compute_tx_hash
 
     return compute_tx_hash(get_suite("sm").hasher(), tx).hex()
+
+
+def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> None:
+    """What `make run` does: four node processes; any node takes a deposit; the proof verifies."""
+    base = _free_base()
+    home = tmp_path / "hub"
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zhongshu",
+                "up",
+                "--nodes",
+                "4",
+                "--home",
+                str(home),
+                "--port",
+                str(base),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+        )
+    try:
+        wait_for(lambda: "Press Ctrl-C" in log_path.read_text() or up.poll() is not None, 90, "the up banner")
+        banner = log_path.read_text()
+        assert up.poll() is None, banner
+        for i in range(4):
+            assert f"http://127.0.0.1:{base + i}/v1/chains/main/status" in banner
+        key = tmp_path / "k.pem"
+        doc = tmp_path / "contract.txt"
+        doc.write_text("a contract deposited on a four-node chain\n")
+        run = [sys.executable, "-m", "zhongshu"]
+        assert subprocess.run([*run, "keys", "new", "--out", str(key)], env=cli_env()).returncode == 0
+        put = subprocess.run(
+            [
+                *run,
+                "evidence",
+                "put",
+                str(doc),
+                "--key",
+                str(key),
+                "--api",
+                f"http://127.0.0.1:{base + 2}",
+                "--proof-out",
+                str(tmp_path / "b.json"),
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert put.returncode == 0, put.stderr
+        bundle = json.loads((tmp_path / "b.json").read_text())
+        assert len(bundle["commit"]["signatures"]) >= 3
+        verify = subprocess.run(
+            [
+                *run,
+                "verify",
+                str(tmp_path / "b.json"),
+                "--file",
+                str(doc),
+                "--trust",
+                str(home / "node0" / "genesis.json"),
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 0 and "VALID" in verify.stdout, verify.stdout + verify.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+    assert code == 0, log_path.read_text()
+    # Ctrl-C on `up` stops every node it started.
+    for i in range(4):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", base + i))
