@@ -14,7 +14,8 @@ handshake:
 
 Any failure is logged as ``refused`` with the reason, counted, and the connection is aborted.
 Only then is the peer connected. When both sides dial each other, the connection dialled by the
-lower validator key (bytewise) is kept and the other closed; both sides apply the same rule.
+lower validator key (bytewise) is kept and the other closed; both sides apply the same rule (an
+existing connection older than ``handshake_timeout`` is instead replaced: the peer reconnected).
 
 After the handshake, every MESSAGE frame's body goes to ``on_message(peer_key, body)``. The
 callback may be a plain function or return an awaitable; an awaitable is awaited before the next
@@ -77,6 +78,8 @@ PROTOCOL_VERSION = 1
 NONCE_SIZE = 32
 HANDSHAKE_MAX_FRAME = 4096
 """Largest frame accepted before a peer is authenticated (HELLO and AUTH are a few hundred bytes)."""
+ACCEPT_PAUSE = 0.5
+"""Seconds the listener stops accepting after ``accept`` fails (e.g. out of file descriptors)."""
 WRITE_BATCH_BYTES = 1024 * 1024
 """Queued frames are joined into writes of at most this many bytes (or one larger frame)."""
 
@@ -363,7 +366,8 @@ class Transport:
         # connection accepted just before it closes).
         asyncio.get_running_loop().add_reader(listener.fileno(), self._on_readable, listener)
         self._listener = listener
-        log.info("p2p %s: listening on %s:%d", self._label, self.config.listen_host, self.port)
+        host_bound, port_bound = listener.getsockname()[:2]
+        log.info("p2p %s: listening on %s:%d", self._label, host_bound, port_bound)
 
     def dial(self) -> None:
         """Start keeping a connection to every configured peer (redialling with backoff)."""
@@ -473,8 +477,11 @@ class Transport:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # Out of file descriptors or similar: the listener stays; the next turn retries.
-                log.warning("p2p %s: accept failed: %s", self._label, exc)
+                # Out of file descriptors or similar: pause accepting for a moment instead of spinning.
+                log.warning("p2p %s: accept failed, pausing for %g s: %s", self._label, ACCEPT_PAUSE, exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(ACCEPT_PAUSE, self._resume_accepting, listener)
                 return
             sock.setblocking(False)
             address = f"{addr[0]}:{addr[1]}"
@@ -486,6 +493,10 @@ class Transport:
             self._pending += 1
             self._accepted.add(sock)
             self._spawn(self._accept(sock, address))
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if not self._closing:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._on_readable, listener)
 
     async def _accept(self, sock: socket.socket, address: str) -> None:
         # From here on the socket belongs to the asyncio transport (or is closed below).
