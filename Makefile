@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/zhongshu up --nodes 4
+	$(BIN)/zhongshu up
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -92,7 +92,9 @@ class NodeProcess:
 
     def up(self) -> NodeProcess:
         """First start: ``zhongshu up`` creates the chain in the empty home."""
-        return self._spawn(["up", "--home", str(self.home), "--port", str(self.port), "--suite", self.suite])
+        return self._spawn(
+            ["up", "--nodes", "1", "--home", str(self.home), "--port", str(self.port), "--suite", self.suite]
+        )
 
     def restart(self, extra_env: dict[str, str] | None = None) -> NodeProcess:
         """Start again on the same home with ``zhongshu node start`` (the process must be gone)."""

@@ -90,7 +90,9 @@ def _serve(home: Path, port: int | None, banner: Callable[[str], None]) -> None:
 @app.command()
 @friendly
 def up(
-    nodes: int = typer.Option(1, help="Validator nodes to run on this machine."),
+    nodes: int | None = typer.Option(
+        None, help="Validator nodes to run on this machine (default 4; an existing home keeps its count)."
+    ),
     suite: str = typer.Option("sm", help="Crypto suite of a new chain: sm or intl."),
     home: Path = typer.Option(None, help="Home directory (default ~/.zhongshu or $ZHONGSHU_HOME)."),
     port: int = typer.Option(DEFAULT_PORT, help="Gateway port."),
@@ -98,6 +100,11 @@ def up(
     """Start a local hub on this machine (creating it on first run) and print its URLs."""
     home = home or default_home()
     get_suite(suite)
+    if nodes is None:
+        from zhongshu.cli.network import node_homes
+
+        existing = len(node_homes(home)) if home.exists() else 0
+        nodes = 1 if (home / "genesis.json").exists() else existing or 4
     if nodes < 1:
         raise CliError("--nodes must be at least 1")
     if nodes > 1:
