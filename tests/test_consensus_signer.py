@@ -54,6 +54,9 @@ def test_wal_round_trip_and_torn_tail(tmp_path: Path) -> None:
         f.write(b"\x00\x00\x00\x40partial")
     wal = WriteAheadLog(tmp_path / "c.wal")
     assert wal.read() == records
+    # New records follow the last good one, not the torn bytes.
+    wal.append(TimeoutFired(3, 1, 0))
+    assert wal.read() == [*records, TimeoutFired(3, 1, 0)]
     wal.reset()
     assert wal.read() == []
     wal.close()

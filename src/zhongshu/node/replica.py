@@ -111,6 +111,11 @@ class WriteAheadLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = open(path, "ab")  # noqa: SIM115
+        # A torn tail (a crash mid-append) is cut off, so new records follow the last good one.
+        _, good = self._scan()
+        if good != self._file.tell():
+            self._file.truncate(good)
+            self._file.seek(good)
 
     def append(self, event: EngineInput) -> None:
         data = encode(event)
@@ -124,6 +129,9 @@ class WriteAheadLog:
 
     def read(self) -> list[EngineInput]:
         """Every complete record; a torn last record (crash mid-write) is dropped."""
+        return self._scan()[0]
+
+    def _scan(self) -> tuple[list[EngineInput], int]:
         raw = self.path.read_bytes()
         out: list[EngineInput] = []
         pos = 0
@@ -136,7 +144,7 @@ class WriteAheadLog:
             except DecodeError:
                 break
             pos += 4 + n
-        return out
+        return out, pos
 
     def close(self) -> None:
         self._file.close()
