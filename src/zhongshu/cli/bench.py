@@ -267,6 +267,16 @@ def _presign_all(suite: str, count: int, cores: int, progress: Progress, label: 
     return bodies
 
 
+def _late_rounds(url: str, height: int) -> int:
+    """Blocks decided after round 0 (a proposal that did not gather 2/3 prevotes in time)."""
+    late = 0
+    with httpx.Client(timeout=10) as client:
+        for h in range(1, height + 1):
+            if client.get(f"{url}/v1/chains/main/blocks/{h}").json()["commit"]["round"] > 0:
+                late += 1
+    return late
+
+
 def _latencies(records: list[tuple[float, float, int]]) -> list[float]:
     return [(done - sent) * 1000 for sent, done, n in records for _ in range(n)]
 
@@ -325,6 +335,8 @@ def run_bench(
                         "p99_ms": round(_percentile(h_lat, 0.99), 1),
                     }
                 status = httpx.get(f"{urls[0]}/v1/chains/main/status", timeout=10).json()
+                if nodes > 1:
+                    status.setdefault("metrics", {})["late_rounds"] = _late_rounds(urls[0], status["height"])
             finally:
                 _stop_nodes(procs)
             profile_top = _profile_summary(profile_path) if profile else []
@@ -418,7 +430,8 @@ def render(result: BenchResult, console: Console) -> None:
         console.print(
             f"node time: verify {m.get('verify_seconds', 0):.2f} s (wall, batches in threads), "
             f"execute {m.get('execute_seconds', 0):.2f} s, store {m.get('store_seconds', 0):.2f} s, "
-            f"{m.get('blocks', 0)} blocks",
+            f"{m.get('blocks', 0)} blocks"
+            + (f", {m['late_rounds']} decided after round 0" if "late_rounds" in m else ""),
             highlight=False,
         )
 
