@@ -1,0 +1,14 @@
+"""Offline proof bundles: one JSON document that proves a transaction was committed.
+
+A bundle carries the encoded transaction, its receipt, the block header, RFC 6962 inclusion
+paths for both, the validator set and a commit certificate of more than 2/3 of its voting power.
+Optionally a newer ("anchor") header proves the block through its history root, so one recent
+signed header proves any older block. ``verify_bundle`` needs nothing but the bundle, the hash
+function and the signature scheme; docs/proof-format.md specifies every byte.
+"""
+
+from zhongshu.ledger.proof.build import build_bundle
+from zhongshu.ledger.proof.common import FORMAT, ProofInvalid, VerifiedProof
+from zhongshu.ledger.proof.verify import verify_bundle
+
+__all__ = ["FORMAT", "ProofInvalid", "VerifiedProof", "build_bundle", "verify_bundle"]

@@ -1,0 +1,214 @@
+"""Reading a bundle strictly: every key present, no unknown key, every value of its type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from zhongshu.codec import DecodeError, decode
+from zhongshu.crypto import SUITE_NAMES
+from zhongshu.ledger.proof.common import _HEX, _UINT64_LIMIT, FORMAT, ProofInvalid, T
+from zhongshu.ledger.types import (
+    HASH_SIZE,
+    Validator,
+)
+
+
+class _Obj:
+    """One JSON object of the bundle; refuses missing and unexpected keys."""
+
+    def __init__(self, value: Any, where: str, keys: tuple[str, ...]) -> None:
+        name = where or "the bundle"
+        if not isinstance(value, dict):
+            raise ProofInvalid(f"{name} must be a JSON object")
+        for key in keys:
+            if key not in value:
+                raise ProofInvalid(f"{self._at(where, key)} is missing: the bundle is incomplete")
+        for key in value:
+            if key not in keys:
+                raise ProofInvalid(
+                    f"unexpected field {self._at(where, str(key))}: {FORMAT} has no such field"
+                )
+        self._value: dict[str, Any] = value
+        self._where = where
+
+    @staticmethod
+    def _at(where: str, key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    def field(self, key: str) -> str:
+        return self._at(self._where, key)
+
+    def text(self, key: str) -> str:
+        v = self._value[key]
+        if not isinstance(v, str):
+            raise ProofInvalid(f"{self.field(key)} must be a string")
+        return v
+
+    def uint(self, key: str) -> int:
+        v = self._value[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < _UINT64_LIMIT:
+            raise ProofInvalid(f"{self.field(key)} must be an integer from 0 to 2^64-1")
+        return v
+
+    def hex(self, key: str, size: int | None = None) -> bytes:
+        return _hex_value(self._value[key], self.field(key), size)
+
+    def hexes(self, key: str, size: int) -> list[bytes]:
+        return [_hex_value(v, f"{self.field(key)}[{i}]", size) for i, v in enumerate(self.items(key))]
+
+    def items(self, key: str) -> list[Any]:
+        v = self._value[key]
+        if not isinstance(v, list):
+            raise ProofInvalid(f"{self.field(key)} must be a JSON array")
+        return v
+
+    def obj(self, key: str, keys: tuple[str, ...]) -> _Obj:
+        return _Obj(self._value[key], self.field(key), keys)
+
+    def optional_obj(self, key: str, keys: tuple[str, ...]) -> _Obj | None:
+        return None if self._value[key] is None else self.obj(key, keys)
+
+
+def _hex_value(v: Any, where: str, size: int | None) -> bytes:
+    if not isinstance(v, str) or not _HEX.fullmatch(v):
+        raise ProofInvalid(f"{where} must be lowercase hex with an even number of digits")
+    raw = bytes.fromhex(v)
+    if size is not None and len(raw) != size:
+        raise ProofInvalid(f"{where} must be {size} bytes, not {len(raw)}")
+    return raw
+
+
+@dataclass(frozen=True)
+class _Commit:
+    where: str
+    height: int
+    round: int
+    block_hash: bytes
+    signatures: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    height: int
+    hash: bytes
+    header: bytes
+    history_path: list[bytes]
+    commit: _Commit
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    """The bundle's values, typed and hex-decoded but not yet checked against each other."""
+
+    suite: str
+    chain_id: str
+    tx_index: int
+    tx_hash: bytes
+    tx: bytes
+    tx_path: list[bytes]
+    receipt: bytes
+    receipt_path: list[bytes]
+    height: int
+    time: int
+    block_hash: bytes
+    header: bytes
+    commit: _Commit | None
+    validator_set: bytes
+    validators: list[Validator]
+    evidence: tuple[bytes, str, int, int] | None
+    anchor: _Anchor | None
+
+
+_TOP_KEYS = (
+    "format",
+    "suite",
+    "chain_id",
+    "tx",
+    "receipt",
+    "block",
+    "commit",
+    "validator_set",
+    "evidence",
+    "anchor",
+)
+_COMMIT_KEYS = ("height", "round", "block_hash", "signatures")
+
+
+def _read_commit(c: _Obj) -> _Commit:
+    sigs = []
+    for i, item in enumerate(c.items("signatures")):
+        s = _Obj(item, f"{c.field('signatures')}[{i}]", ("validator", "signature"))
+        sigs.append((s.hex("validator"), s.hex("signature")))
+    return _Commit(c.where, c.uint("height"), c.uint("round"), c.hex("block_hash", HASH_SIZE), sigs)
+
+
+def _read_bundle(bundle: Any) -> _Bundle:
+    """The typed values of ``bundle``; raise ProofInvalid on any shape, type or hex fault."""
+    # The bundle is a JSON object of a format this verifier reads.
+    if not isinstance(bundle, dict):
+        raise ProofInvalid("the bundle must be a JSON object")
+    if "format" not in bundle:
+        raise ProofInvalid(f"format is missing: not a proof bundle ({FORMAT})")
+    if bundle["format"] != FORMAT:
+        raise ProofInvalid(f"unknown proof format {bundle['format']!r}: this verifier reads {FORMAT}")
+    # The suite is one this verifier knows.
+    if bundle.get("suite") not in SUITE_NAMES:
+        raise ProofInvalid(f"unknown suite {bundle.get('suite')!r}: expected one of {', '.join(SUITE_NAMES)}")
+    # Every field is present with the right type, none is unexpected, and all hex decodes.
+    top = _Obj(bundle, "", _TOP_KEYS)
+    t = top.obj("tx", ("index", "hash", "encoded", "path"))
+    r = top.obj("receipt", ("encoded", "path"))
+    b = top.obj("block", ("height", "time", "hash", "header"))
+    c = top.optional_obj("commit", _COMMIT_KEYS)
+    v = top.obj("validator_set", ("encoded", "validators"))
+    validators = []
+    for i, item in enumerate(v.items("validators")):
+        e = _Obj(item, f"{v.field('validators')}[{i}]", ("public_key", "power", "name"))
+        validators.append(Validator(e.hex("public_key"), e.uint("power"), e.text("name")))
+    ev = top.optional_obj("evidence", ("digest", "name", "height", "time"))
+    a = top.optional_obj("anchor", ("height", "hash", "header", "history_path", "commit"))
+    return _Bundle(
+        suite=top.text("suite"),
+        chain_id=top.text("chain_id"),
+        tx_index=t.uint("index"),
+        tx_hash=t.hex("hash", HASH_SIZE),
+        tx=t.hex("encoded"),
+        tx_path=t.hexes("path", HASH_SIZE),
+        receipt=r.hex("encoded"),
+        receipt_path=r.hexes("path", HASH_SIZE),
+        height=b.uint("height"),
+        time=b.uint("time"),
+        block_hash=b.hex("hash", HASH_SIZE),
+        header=b.hex("header"),
+        commit=None if c is None else _read_commit(c),
+        validator_set=v.hex("encoded"),
+        validators=validators,
+        evidence=None
+        if ev is None
+        else (ev.hex("digest"), ev.text("name"), ev.uint("height"), ev.uint("time")),
+        anchor=None
+        if a is None
+        else _Anchor(
+            a.uint("height"),
+            a.hex("hash", HASH_SIZE),
+            a.hex("header"),
+            a.hexes("history_path", HASH_SIZE),
+            _read_commit(a.obj("commit", _COMMIT_KEYS)),
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Verifying
+
+
+def _decode(data: bytes, kind: type[T], where: str) -> T:
+    try:
+        return decode(data, kind, canonical=True)
+    except DecodeError as exc:
+        raise ProofInvalid(f"{where} is not a canonical {kind.__name__}: {exc}") from None
