@@ -69,6 +69,10 @@ log = logging.getLogger("zhongshu.replica")
 _LEN = struct.Struct(">I")
 SYNC_BATCH = 20
 STATUS_INTERVAL = 1.0
+GOSSIP_SLOTS = 8
+"""Gossiped transaction batches verified at once; more wait, holding back their peer."""
+MAX_QUEUED_INPUTS = 20_000
+"""Peer inputs waiting for the engine beyond this are dropped (votes are re-sent on a stall)."""
 IDLE_BLOCK_MS = 1000
 """With no transactions, the proposer still proposes (an empty block) after this long."""
 
@@ -178,7 +182,9 @@ class Replica(ChainNode):
         self._tasks: set[asyncio.Task[None]] = set()
         self._gossip_pending: set[bytes] = set()
         """Hashes of gossiped transactions whose signatures are being verified right now."""
+        self._gossip_slots = asyncio.Semaphore(GOSSIP_SLOTS)
         self.equivocations = 0
+        self.dropped_inputs = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -388,11 +394,13 @@ class Replica(ChainNode):
             vote = message.vote
             # Only votes whose signature verifies reach the engine.
             if await self._verify_one(vote.validator, encode(vote.vote), vote.signature):
-                self._queue.put_nowait(vote)
+                self._enqueue_from_peer(vote)
         elif isinstance(message, ProposalGossip):
             await self._on_proposal(peer, message)
         elif isinstance(message, TxsGossip):
             # Verified in the background so this peer's votes are not held up behind it.
+            # At most GOSSIP_SLOTS batches verify at once; beyond that this peer waits (back-pressure).
+            await self._gossip_slots.acquire()
             self._spawn(self._accept_gossip(message.txs))
         elif isinstance(message, GetBlock):
             built = self._blocks.get(message.block_hash)
@@ -411,7 +419,7 @@ class Replica(ChainNode):
             self._reply_blocks(peer, message)
         elif isinstance(message, BlocksReply):
             for item in message.blocks:
-                self._queue.put_nowait(_Synced(item))
+                self._enqueue_from_peer(_Synced(item))
 
     async def _verify_one(self, key: bytes, data: bytes, signature: bytes) -> bool:
         if self.genesis.validators.power_of(key) == 0:
@@ -431,8 +439,21 @@ class Replica(ChainNode):
 
         task.add_done_callback(done)
 
+    def _enqueue_from_peer(self, item: _Item) -> None:
+        """Queue a peer's input unless the queue is full: then it is dropped (peers re-send)."""
+        if self._queue.qsize() >= MAX_QUEUED_INPUTS:
+            self.dropped_inputs += 1
+            return
+        self._queue.put_nowait(item)
+
     async def _accept_gossip(self, txs: list[Transaction]) -> None:
         """Pool transactions another node's gateway accepted; ones known here already are skipped."""
+        try:
+            await self._pool_gossip(txs)
+        finally:
+            self._gossip_slots.release()
+
+    async def _pool_gossip(self, txs: list[Transaction]) -> None:
         hashes = [compute_tx_hash(self.hash, tx) for tx in txs]
         self._gossip_pending.update(hashes)
         remaining = list(txs)
@@ -475,7 +496,7 @@ class Replica(ChainNode):
             return
         if not await self._verify_one(proposal.proposer, encode(proposal), signed.signature):
             return
-        self._queue.put_nowait(signed)
+        self._enqueue_from_peer(signed)
         if proposal.block_hash in self._blocks or proposal.block_hash in self._assembling:
             return
         self._assembling[proposal.block_hash] = _Assembly(gossip, {}, peer)
@@ -606,5 +627,6 @@ class Replica(ChainNode):
             "proposer": self.engine.get_proposer(state.round).hex() if state.height else None,
             "peers": [p.name or p.validator.hex()[:16] for p in self.transport.peers()],
             "equivocations": self.equivocations,
+            "dropped_inputs": self.dropped_inputs,
         }
         return out
