@@ -22,9 +22,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/zhongshu bench --nodes 1 --suite sm --txs 20000 --write-docs
-	$(BIN)/zhongshu bench --nodes 4 --suite sm --txs 8000 --write-docs
-	$(BIN)/zhongshu bench --nodes 4 --suite intl --txs 12000 --write-docs
+	$(BIN)/zhongshu bench --nodes 1 --suite sm --txs 20000
+	$(BIN)/zhongshu bench --nodes 4 --suite sm --txs 8000
+	$(BIN)/zhongshu bench --nodes 4 --suite intl --txs 12000
 
 sim: $(STAMP)
 	SIM_SEEDS=$(or $(SEEDS),10000) $(BIN)/pytest tests/test_simulation.py -q -s

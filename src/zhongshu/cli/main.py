@@ -324,7 +324,11 @@ def bench(
     batch: int = typer.Option(500, help="Transactions per HTTP request."),
     concurrency: int = typer.Option(4, help="Requests in flight."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line (to stdout) at the end."),
-    write_docs: bool = typer.Option(False, help="Record the figures in docs/performance.md."),
+    write_docs: bool | None = typer.Option(
+        None,
+        "--write-docs/--no-write-docs",
+        help="Record the figures in docs/performance.md (default: when run where that file exists).",
+    ),
     profile: bool = typer.Option(False, help="Run the node under cProfile and print where time goes."),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
@@ -345,6 +349,8 @@ def bench(
     root = Path.cwd()
     saved = save_result(result, root)
     console.print(f"saved {saved}", highlight=False)
+    if write_docs is None:
+        write_docs = (root / "docs" / "performance.md").exists()
     if write_docs:
         doc = update_performance_doc(root / "docs" / "performance.md", result)
         console.print(f"updated {doc}", highlight=False)
