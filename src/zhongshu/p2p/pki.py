@@ -5,7 +5,7 @@ TLS key and a certificate signed by that CA; the certificate names the node's *v
 key in a subjectAltName URI ``zhongshu:validator:<lowercase hex>``. A SAN URI was chosen over a
 private extension because every X.509 tool shows it (``openssl x509 -text``) and no OID has to be
 registered. At connection time each side also proves possession of the validator key itself
-(see ``zhongshu.p2p.transport``), so a stolen TLS key alone does not make a validator.
+(see ``zhongshu.p2p.handshake``), so a stolen TLS key alone does not make a validator.
 
 TLS keys and the CA are ECDSA P-256 with SHA-256. SM2 TLS (TLCP, GB/T 38636) is not available:
 Python's ``ssl`` module is built on the system OpenSSL, which has no TLCP, and Tongsuo (which has
