@@ -69,6 +69,8 @@ log = logging.getLogger("zhongshu.replica")
 _LEN = struct.Struct(">I")
 SYNC_BATCH = 20
 STATUS_INTERVAL = 1.0
+MAX_FUTURE_MESSAGES = 1000
+"""Messages of the next height kept while the current one finishes."""
 GOSSIP_SLOTS = 8
 """Gossiped transaction batches verified at once; more wait, holding back their peer."""
 MAX_QUEUED_INPUTS = 20_000
@@ -176,6 +178,8 @@ class Replica(ChainNode):
         self._blocks: dict[bytes, BuiltBlock] = {}
         self._assembling: dict[bytes, _Assembly] = {}
         self._undecided: Decide | None = None
+        self._future: list[SignedProposal | SignedVote] = []
+        """Messages of the next height that arrived before this node finished the current one."""
         self._sync_requested_at = 0.0
         self._progress_at = time.monotonic()
         self._timers: list[asyncio.TimerHandle] = []
@@ -232,8 +236,27 @@ class Replica(ChainNode):
             await self._maybe_finish_decided()
         elif isinstance(item, _Synced):
             await self._apply_synced(item.item)
+        elif isinstance(item, SignedProposal | SignedVote) and self._is_next_height(item):
+            # A peer already at the next height: keep its message until we get there.
+            if len(self._future) < MAX_FUTURE_MESSAGES:
+                self._future.append(item)
         else:
             await self._feed(item)
+
+    @staticmethod
+    def _message_height(item: SignedProposal | SignedVote) -> int:
+        return item.proposal.height if isinstance(item, SignedProposal) else item.vote.height
+
+    def _is_next_height(self, item: SignedProposal | SignedVote) -> bool:
+        return self._message_height(item) == self.engine.height + 1
+
+    async def _start_next_height(self) -> None:
+        """Start consensus on the height after the stored tip, then hand it the messages kept for it."""
+        await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+        kept, self._future = self._future, []
+        for item in kept:
+            await self._process(item)
+        await self._fill_assemblies()
 
     async def _feed(self, event: EngineInput) -> None:
         """Log the input, then hand it to the engine and carry out what it asks."""
@@ -339,13 +362,15 @@ class Replica(ChainNode):
         self._undecided = None
         await self.store_block(built, decided.certificate)
         self._after_commit()
-        await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+        await self._start_next_height()
 
     def _after_commit(self) -> None:
         self._progress_at = time.monotonic()
         self.wal.reset()
         self._blocks.clear()
-        self._assembling.clear()
+        # Proposals already gathered for the next height are kept; older ones are done with.
+        self._assembling = {h: a for h, a in self._assembling.items() if a.gossip.header.height > self.height}
+        self._future = [m for m in self._future if self._message_height(m) > self.height]
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -549,11 +574,14 @@ class Replica(ChainNode):
         assembly = self._assembling.get(block_hash)
         if assembly is None or any(h not in assembly.txs for h in assembly.gossip.tx_hashes):
             return
-        del self._assembling[block_hash]
         header = assembly.gossip.header
-        block = Block(header, [assembly.txs[h] for h in assembly.gossip.tx_hashes])
-        if header.height != self.height + 1:
+        # A proposal for a later height waits until this node has stored the block before it.
+        if header.height > self.height + 1:
             return
+        del self._assembling[block_hash]
+        if header.height <= self.height:
+            return
+        block = Block(header, [assembly.txs[h] for h in assembly.gossip.tx_hashes])
         try:
             built = await asyncio.to_thread(self.validate_block, block)
         except InvalidBlock as exc:
@@ -614,7 +642,7 @@ class Replica(ChainNode):
         self._after_commit()
         log.info("synced block %d", header.height)
         with contextlib.suppress(Exception):
-            await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+            await self._start_next_height()
         self._sync_requested_at = 0.0
 
     def status(self) -> dict[str, Any]:
