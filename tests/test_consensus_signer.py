@@ -11,8 +11,8 @@ from zhongshu.consensus.messages import BlockData, Proposal, StartHeight, Timeou
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Validator, ValidatorSet, Vote
 from zhongshu.node.consensus_signer import ConsensusSigner
-from zhongshu.node.replica import WriteAheadLog
 from zhongshu.node.signer import DoubleSignRefused
+from zhongshu.node.wal import WriteAheadLog
 
 
 def test_signer_reuses_refuses_and_survives_a_restart(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from zhongshu.gateway.app import create_app
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import load_home
 from zhongshu.node.signer import Signer
+from zhongshu.node.solo_node import SoloNode
 
 log = logging.getLogger("zhongshu.node")
 
@@ -44,7 +45,7 @@ async def serve_home(
             crash_point=crash_point,
         )
     else:
-        node = ChainNode(
+        node = SoloNode(
             genesis, config.data_dir, Signer(key, home / "signer_state.json"), crash_point=crash_point
         )
     app = create_app({genesis.chain_id: node})

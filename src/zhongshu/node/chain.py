@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from zhongshu.codec import decode, encode
-from zhongshu.consensus.boundary import Action, CommitBlock, ProposeBlock, SignVote
-from zhongshu.consensus.solo import SoloConsensus
 from zhongshu.contracts import build_registry, evidence
 from zhongshu.crypto import InvalidKey, get_suite
 from zhongshu.execution.executor import apply_transactions
@@ -104,7 +100,10 @@ class FrontierState:
 
 
 class ChainNode:
-    """Serves one chain: accepts transactions, produces blocks, answers queries."""
+    """Serves one chain: accepts transactions, executes and stores blocks, answers queries.
+
+    How blocks are decided is the subclass's: ``SoloNode`` (one validator) or ``Replica`` (BFT).
+    """
 
     def __init__(
         self,
@@ -117,7 +116,6 @@ class ChainNode:
         verify_threads: int | None = None,
         clock: Clock = wall_clock_ms,
         crash_point: str | None = None,
-        solo: bool = True,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -137,23 +135,12 @@ class ChainNode:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._built: BuiltBlock | None = None
         self.metrics = NodeMetrics()
         self.crash_point = crash_point
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
         self._open_store()
         last = self.store.load_header(self.height)
         self.last_time = last.time if last else genesis.time
-        if not solo:
-            return
-        self.consensus = SoloConsensus(
-            self.chain_id,
-            genesis.validators,
-            signer.public_key,
-            self.height + 1,
-            last.time if last else genesis.time,
-            genesis.params.block_interval_ms,
-        )
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -178,6 +165,10 @@ class ChainNode:
         self.state_root = self.store.load_meta(FrontierState.STATE_ROOT) or self.hash(b"")
         last_hash = self.store.load_block_hash(self.height) if self.height else None
         self.last_block_hash = last_hash or self.genesis_hash
+
+    async def run(self) -> None:
+        """Take part in producing blocks until closed (SoloNode, Replica)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stopping = True
@@ -304,87 +295,6 @@ class ChainNode:
                     if not waiters:
                         del self._waiters[h]
 
-    # -- block production --------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Produce blocks until closed."""
-        interval = self.genesis.params.block_interval_ms / 1000
-        while not self._stopping:
-            has_work = len(self.mempool) > 0 or self._saved_proposal() is not None
-            actions = self.consensus.on_tick(self.clock(), has_work)
-            if not actions:
-                self._wake.clear()
-                delay = (
-                    interval
-                    if len(self.mempool) == 0
-                    else max(
-                        0.001,
-                        (self.consensus.last_time + self.genesis.params.block_interval_ms - self.clock())
-                        / 1000,
-                    )
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                continue
-            await self._handle(actions)
-
-    async def _handle(self, actions: list[Action]) -> None:
-        queue = list(actions)
-        while queue:
-            action = queue.pop(0)
-            if isinstance(action, ProposeBlock):
-                saved = self._saved_proposal()
-                if saved is not None and saved.header.height == action.height:
-                    # A proposal written before a crash is proposed again, unchanged: the signer
-                    # may already have signed it, and must never sign another block here.
-                    action = ProposeBlock(action.height, action.round, saved.header.time)
-                    pending = [
-                        PendingTx(tx, compute_tx_hash(self.hash, tx), len(encode(tx))) for tx in saved.txs
-                    ]
-                else:
-                    params = self.genesis.params
-                    self.mempool.drop_expired(action.height)
-                    pending = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
-                if not pending:
-                    queue.extend(self.consensus.on_proposal_empty())
-                    continue
-                started = time.perf_counter()
-                built = await asyncio.to_thread(self._build_block, action, pending)
-                self.metrics.execute_seconds += time.perf_counter() - started
-                # Re-execution is deterministic: a replayed proposal rebuilds the same block.
-                if saved is not None and saved.header.height == action.height and built.block != saved:
-                    raise RuntimeError(f"replayed proposal at height {action.height} rebuilt differently")
-                # The proposal is on disk before the signer may sign it (write-ahead).
-                await asyncio.to_thread(self.store.save_meta, PROPOSAL_KEY, encode(built.block))
-                self._built = built
-                queue.extend(self.consensus.on_proposal(built.block, built.block_hash))
-            elif isinstance(action, SignVote):
-                assert isinstance(self.signer, Signer)
-                signature = self.signer.sign_vote(action.vote)
-                if self.crash_point == "after-sign":
-                    os._exit(70)
-                queue.extend(self.consensus.on_vote_signed(action.vote, signature))
-            elif isinstance(action, CommitBlock):
-                await self._commit(action)
-
-    def _saved_proposal(self) -> Block | None:
-        """The proposal written ahead of signing, if its block was never stored."""
-        raw = self.store.load_meta(PROPOSAL_KEY)
-        if not raw:
-            return None
-        block = decode(raw, Block)
-        return block if block.header.height == self.height + 1 else None
-
-    def _build_block(self, action: ProposeBlock, pending: list[PendingTx]) -> BuiltBlock:
-        """Execute the reaped transactions and assemble the next block (in a worker thread)."""
-        return self.execute_block(
-            action.height,
-            action.time,
-            [p.tx for p in pending],
-            [p.tx_hash for p in pending],
-            self.signer.public_key,
-        )
-
     def execute_block(
         self, height: int, time_ms: int, txs: list[Transaction], hashes: list[bytes], proposer: bytes
     ) -> BuiltBlock:
@@ -449,14 +359,6 @@ class ChainNode:
         if built.block.header != header:
             raise InvalidBlock("block header does not match its re-execution")
         return built
-
-    async def _commit(self, action: CommitBlock) -> None:
-        built = self._built
-        # The decided block is one this node built.
-        if built is None or built.block_hash != action.block_hash:
-            raise RuntimeError("consensus decided a block this node did not build")
-        await self.store_block(built, action.commit)
-        self.consensus.on_committed(built.block.header.height, built.block.header.time)
 
     async def store_block(self, built: BuiltBlock, commit: CommitCertificate) -> None:
         """Store an executed block with its certificate atomically, then advance the tip."""
