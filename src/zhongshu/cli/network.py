@@ -53,6 +53,12 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
     """Start one process per home, print the URLs, stop them all on Ctrl-C; return the exit code."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM stops the network like Ctrl-C: every node gets SIGINT and is waited for.
+    signal.signal(signal.SIGTERM, on_term)
     logs = []
     for home in homes:
         config, _, _ = load_home(home)
