@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zhongshu.codec import DecodeError, decode_any
+from zhongshu.ledger.proof.common import commit_to_json
 from zhongshu.ledger.types import CommitCertificate, Header, Receipt
 from zhongshu.node.chain import Committed
 
@@ -46,14 +47,8 @@ def header_view(header: Header) -> dict[str, Any]:
 
 
 def commit_view(commit: CommitCertificate) -> dict[str, Any]:
-    return {
-        "height": commit.height,
-        "round": commit.round,
-        "block_hash": commit.block_hash.hex(),
-        "signatures": [
-            {"validator": s.validator.hex(), "signature": s.signature.hex()} for s in commit.signatures
-        ],
-    }
+    """The API shows a commit exactly as a proof bundle carries it."""
+    return commit_to_json(commit)
 
 
 def receipt_view(receipt: Receipt) -> dict[str, Any]:

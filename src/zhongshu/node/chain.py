@@ -231,8 +231,8 @@ class ChainNode:
                 raise failures[0][1]
             raise errors.BatchRefused(failures)
         # Re-check after the await: another request may have pooled the same transactions.
-        for h in hashes:
-            if h in self.mempool or self.store.has_tx(h):
+        for h, committed_now in zip(hashes, self.store.has_txs(hashes), strict=True):
+            if committed_now or h in self.mempool:
                 raise errors.Duplicate(f"transaction {h.hex()} is already pending or committed")
         self.mempool.add([PendingTx(tx, h, s) for tx, h, s in zip(txs, hashes, sizes, strict=True)])
         self._wake.set()

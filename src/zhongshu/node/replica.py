@@ -516,14 +516,17 @@ class Replica(ChainNode):
         block_hash = compute_block_hash(self.hash, block.header)
         if block_hash in self._blocks or block.header.height != self.height + 1:
             return
-        if await self._verify_senders(block.txs):
-            self._queue.put_nowait(_Validated(block.header.height, block_hash, None))
-            return
-        try:
-            built: BuiltBlock | None = await asyncio.to_thread(self.validate_block, block)
-        except InvalidBlock as exc:
-            log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
-            built = None
+        valid = not await self._verify_senders(block.txs)
+        await self._report_validity(block, block_hash, check=valid)
+
+    async def _report_validity(self, block: Block, block_hash: bytes, *, check: bool = True) -> None:
+        """Re-execute a proposed block (unless already known bad) and queue valid(v) for the engine."""
+        built: BuiltBlock | None = None
+        if check:
+            try:
+                built = await asyncio.to_thread(self.validate_block, block)
+            except InvalidBlock as exc:
+                log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
         self._queue.put_nowait(_Validated(block.header.height, block_hash, built))
 
     async def _validate_assembled(self, block_hash: bytes) -> None:
@@ -538,12 +541,7 @@ class Replica(ChainNode):
         if header.height <= self.height:
             return
         block = Block(header, [assembly.txs[h] for h in assembly.gossip.tx_hashes])
-        try:
-            built = await asyncio.to_thread(self.validate_block, block)
-        except InvalidBlock as exc:
-            log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
-            built = None
-        self._queue.put_nowait(_Validated(header.height, block_hash, built))
+        await self._report_validity(block, block_hash)
 
     # -- block sync --------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from zhongshu.ledger.merkle import (
     inclusion_proof,
     root_from_leaf_hashes,
 )
-from zhongshu.ledger.proof.common import FORMAT, _commit_json, _evidence_json, _hexes
+from zhongshu.ledger.proof.common import FORMAT, _evidence_json, _hexes, commit_to_json
 from zhongshu.ledger.types import (
     Block,
     CommitCertificate,
@@ -79,7 +79,7 @@ def build_bundle(
             "hash": a_hash.hex(),
             "header": encode(a_header).hex(),
             "history_path": _hexes(inclusion_proof(h, history_leaves, header.height - 1)),
-            "commit": _commit_json(a_commit),
+            "commit": commit_to_json(a_commit),
         }
         # The block's own commit is an extra check, possible only under the same validator set.
         if header.validator_set_hash != vset_hash:
@@ -111,7 +111,7 @@ def build_bundle(
             "hash": block_hash.hex(),
             "header": encode(header).hex(),
         },
-        "commit": None if commit is None else _commit_json(commit),
+        "commit": None if commit is None else commit_to_json(commit),
         "validator_set": {
             "encoded": encode(validator_set).hex(),
             "validators": [

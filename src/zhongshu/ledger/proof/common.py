@@ -63,7 +63,7 @@ def _hexes(items: Sequence[bytes]) -> list[str]:
     return [b.hex() for b in items]
 
 
-def _commit_json(commit: CommitCertificate) -> dict[str, Any]:
+def commit_to_json(commit: CommitCertificate) -> dict[str, Any]:
     return {
         "height": commit.height,
         "round": commit.round,
