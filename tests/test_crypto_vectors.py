@@ -1,4 +1,4 @@
-"""Our SM2/SM3/SM4 against the external vectors in shared/vectors/sm_vectors.json.
+"""Our SM2/SM3/SM4 against the external vectors in tests/vectors/sm_vectors.json.
 
 Each test is named after the section of the file it checks. Vectors the product does not
 implement (SM2 encryption, custom curves, pre-hashed input) are checked with the pure-Python
@@ -24,7 +24,7 @@ import sm2_reference as ref
 from zhongshu.crypto import DecryptionFailed
 from zhongshu.crypto.sm import SMSuite, sm3, sm3_tongsuo
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parent / "vectors"
 SM: dict[str, Any] = json.loads((VECTORS / "sm_vectors.json").read_text(encoding="utf-8"))
 
 CURVE = ref.Curve.from_hex(SM["sm2_curve_sm2p256v1"])
@@ -58,7 +58,7 @@ def test_sm_vectors_every_section_is_tested() -> None:
 # --- sm3 ------------------------------------------------------------------------------------
 
 
-# Erratum in shared/vectors/sm_vectors.json (reported, not edited: the file is read-only here).
+# Erratum in tests/vectors/sm_vectors.json (copied unchanged from the upstream file; reported, not edited).
 # sm3[1] says "GB/T 32905 example 2 ('abcd' x16)" and carries that example's digest, but its
 # msg_hex is 'abcd' x 17 (68 bytes). The published input (GB/T 32905 A.2, OpenSSL
 # evpmd_sm3.txt) is 'abcd' x 16 = 64 bytes. We test the digest against the published input,

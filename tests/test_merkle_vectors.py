@@ -1,4 +1,4 @@
-"""Our RFC 6962 Merkle code against transparency-dev/merkle's vectors (shared/vectors/merkle).
+"""Our RFC 6962 Merkle code against transparency-dev/merkle's vectors (tests/vectors/merkle).
 
 Every probe file is one test, named by its path under merkle/ (e.g. inclusion/1/happy-path.json).
 The vectors use SHA-256; test_merkle_properties.py runs the same code with SM3.
@@ -26,7 +26,7 @@ from zhongshu.ledger.merkle import (
     verify_inclusion,
 )
 
-MERKLE = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "merkle"
+MERKLE = Path(__file__).resolve().parent / "vectors" / "merkle"
 REFERENCE = json.loads((MERKLE / "rfc6962_reference_tree.json").read_text(encoding="utf-8"))
 LEAF_INPUTS = [bytes.fromhex(x) for x in REFERENCE["leaf_inputs_hex"]]
 LEAF_HASHES = [bytes.fromhex(x) for x in REFERENCE["leaf_hashes_hex"]]
