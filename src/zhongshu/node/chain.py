@@ -285,7 +285,10 @@ class ChainNode:
             return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
         except TimeoutError:
             raise errors.CommitTimeout(
-                f"not committed within {timeout:g} s; the transactions stay pending"
+                f"not committed within {timeout:g} s; the transactions may still commit, but a node "
+                "that halts or restarts forgets those still pending: look each up by its hash and "
+                "submit again any not committed (safe: one already pending or committed is refused "
+                "as a duplicate that names its hash)"
             ) from None
         finally:
             for h, fut in zip(tx_hashes, futures, strict=True):
