@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import struct
@@ -40,13 +41,27 @@ from zhongshu.consensus.messages import (
     TimeoutFired,
     VoteSigned,
 )
+from zhongshu.consensus.proposer import get_proposer
 from zhongshu.consensus.tendermint import TendermintEngine, TimeoutConfig
+from zhongshu.consensus.timing import (
+    MAX_TIMELY_WAIT_MS,
+    compute_block_time,
+    get_timely_delay,
+)
 from zhongshu.ledger.commit import InvalidCommit, check_commit
 from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
 from zhongshu.ledger.types import Block, Genesis, Transaction
 from zhongshu.node import errors
 from zhongshu.node.chain import BuiltBlock, ChainNode, InvalidBlock
 from zhongshu.node.consensus_signer import ConsensusSigner
+from zhongshu.node.peerbook import (
+    GOSSIP_CHUNK_BYTES,
+    PeerBook,
+    check_body,
+    compute_sync_budget,
+    estimate_tx_bytes,
+    split_by_bytes,
+)
 from zhongshu.node.signer import DoubleSignRefused
 from zhongshu.node.wal import WriteAheadLog
 from zhongshu.node.wire import (
@@ -70,8 +85,10 @@ log = logging.getLogger("zhongshu.replica")
 _LEN = struct.Struct(">I")
 SYNC_BATCH = 20
 STATUS_INTERVAL = 1.0
-MAX_FUTURE_MESSAGES = 1000
-"""Messages of the next height kept while the current one finishes."""
+MAX_FUTURE_PER_SIGNER = 64
+"""Messages of the next height kept per signer while the current height finishes."""
+MAX_ASSEMBLIES_PER_PROPOSER = 4
+"""Compact proposals being gathered per proposer and height (an equivocator's extras are dropped)."""
 GOSSIP_SLOTS = 8
 """Gossiped transaction batches verified at once; more wait, holding back their peer."""
 MAX_QUEUED_INPUTS = 20_000
@@ -96,6 +113,7 @@ class _Validated:
 @dataclass(frozen=True)
 class _Synced:
     item: SyncedBlock
+    peer: bytes
 
 
 @dataclass
@@ -107,6 +125,8 @@ class _Assembly:
     peer: bytes
     requested: bool = False
     """Whether the missing transactions were asked of the proposer."""
+    fetched: set[bytes] = dataclasses.field(default_factory=set)
+    """Hashes of transactions that came in a fetch reply (their signatures are not checked yet)."""
 
 
 _Item = EngineInput | _BuildNow | _Validated | _Synced
@@ -134,8 +154,13 @@ class Replica(ChainNode):
         self._blocks: dict[bytes, BuiltBlock] = {}
         self._assembling: dict[bytes, _Assembly] = {}
         self._undecided: Decide | None = None
-        self._future: list[SignedProposal | SignedVote] = []
-        """Messages of the next height that arrived before this node finished the current one."""
+        self._future: dict[bytes, list[SignedProposal | SignedVote]] = {}
+        """Per signer, messages of the next height that arrived before this node finished the current one."""
+        self._wanted_bodies: set[bytes] = set()
+        """Hashes of proposed blocks asked for whole (GetBlock); other bodies are ignored."""
+        self.peerbook = PeerBook()
+        self._committed_at = time.monotonic()
+        """When this node stored its latest block (monotonic): the block interval counts from here."""
         self._sync_requested_at = 0.0
         self._progress_at = time.monotonic()
         self._timers: list[asyncio.TimerHandle] = []
@@ -191,11 +216,12 @@ class Replica(ChainNode):
                 await self._feed(BlockData(item.height, item.block_hash, item.built is not None))
             await self._maybe_finish_decided()
         elif isinstance(item, _Synced):
-            await self._apply_synced(item.item)
+            await self._apply_synced(item.item, item.peer)
         elif isinstance(item, SignedProposal | SignedVote) and self._is_next_height(item):
-            # A peer already at the next height: keep its message until we get there.
-            if len(self._future) < MAX_FUTURE_MESSAGES:
-                self._future.append(item)
+            # A peer already at the next height: keep its message until we get there (bounded per signer).
+            kept = self._future.setdefault(self._message_signer(item), [])
+            if len(kept) < MAX_FUTURE_PER_SIGNER:
+                kept.append(item)
         else:
             await self._feed(item)
 
@@ -203,14 +229,18 @@ class Replica(ChainNode):
     def _message_height(item: SignedProposal | SignedVote) -> int:
         return item.proposal.height if isinstance(item, SignedProposal) else item.vote.height
 
+    @staticmethod
+    def _message_signer(item: SignedProposal | SignedVote) -> bytes:
+        return item.proposal.proposer if isinstance(item, SignedProposal) else item.validator
+
     def _is_next_height(self, item: SignedProposal | SignedVote) -> bool:
         return self._message_height(item) == self.engine.height + 1
 
     async def _start_next_height(self) -> None:
         """Start consensus on the height after the stored tip, then hand it the messages kept for it."""
         await self._feed(StartHeight(self.height + 1, self.genesis.validators))
-        kept, self._future = self._future, []
-        for item in kept:
+        kept, self._future = self._future, {}
+        for item in [m for messages in kept.values() for m in messages]:
             await self._process(item)
         await self._fill_assemblies()
 
@@ -267,18 +297,26 @@ class Replica(ChainNode):
                 _Validated(action.height, action.block_hash, self._blocks[action.block_hash])
             )
         elif action.block_hash not in self._assembling:
-            self.transport.broadcast(encode(GetBlock(action.block_hash)))
+            self._request_body(action.block_hash)
+
+    def _request_body(self, block_hash: bytes) -> None:
+        """Ask every peer for a proposed block, whole; the first body that matches its header wins."""
+        self._wanted_bodies.add(block_hash)
+        self.transport.broadcast(encode(GetBlock(block_hash)))
 
     def _schedule_build(self, action: BuildBlock) -> None:
-        """Build when there are transactions, or after IDLE_BLOCK_MS, never sooner than the interval."""
+        """Build when there are transactions, or after IDLE_BLOCK_MS, never sooner than the interval.
+
+        The interval counts on this node's monotonic clock from when it stored the previous block,
+        never from that block's time (which a Byzantine proposer may have dated ahead).
+        """
 
         async def wait_and_build() -> None:
-            interval = self.genesis.params.block_interval_ms
-            earliest = self.last_time + interval
+            earliest = self._committed_at + self.genesis.params.block_interval_ms / 1000
             idle_deadline = time.monotonic() + IDLE_BLOCK_MS / 1000
             while True:
-                now = self.clock()
-                if now >= earliest and (len(self.mempool) > 0 or time.monotonic() >= idle_deadline):
+                now = time.monotonic()
+                if now >= earliest and (len(self.mempool) > 0 or now >= idle_deadline):
                     break
                 await asyncio.sleep(0.01)
             self._queue.put_nowait(_BuildNow(action.height, action.round))
@@ -292,7 +330,7 @@ class Replica(ChainNode):
         params = self.genesis.params
         self.mempool.drop_expired(item.height)
         pending = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
-        block_time = max(self.clock(), self.last_time + 1)
+        block_time = compute_block_time(self.last_time, self.clock())
         started = time.perf_counter()
         built = await asyncio.to_thread(
             self.execute_block,
@@ -326,7 +364,12 @@ class Replica(ChainNode):
         self._blocks.clear()
         # Proposals already gathered for the next height are kept; older ones are done with.
         self._assembling = {h: a for h, a in self._assembling.items() if a.gossip.header.height > self.height}
-        self._future = [m for m in self._future if self._message_height(m) > self.height]
+        self._future = {
+            signer: [m for m in messages if self._message_height(m) > self.height]
+            for signer, messages in self._future.items()
+        }
+        self._wanted_bodies.clear()
+        self._committed_at = time.monotonic()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -345,7 +388,9 @@ class Replica(ChainNode):
 
     async def submit(self, txs: list[Transaction] | Any) -> list[bytes]:
         hashes = await super().submit(txs)
-        self.transport.broadcast(encode(TxsGossip(list(txs))))
+        # A large batch travels as several messages, each well inside one frame.
+        for part in split_by_bytes(txs, GOSSIP_CHUNK_BYTES, estimate_tx_bytes):
+            self.transport.broadcast(encode(TxsGossip(part)))
         return hashes
 
     async def _status_loop(self) -> None:
@@ -388,19 +433,28 @@ class Replica(ChainNode):
             if built is not None:
                 self.transport.send(peer, encode(BlockBody(built.block)))
         elif isinstance(message, BlockBody):
-            self._spawn(self._on_block_body(message.block))
+            self._spawn(self._on_block_body(peer, message.block))
         elif isinstance(message, GetTxs):
             self._reply_txs(peer, message)
         elif isinstance(message, TxsReply):
-            await self._on_txs_reply(message)
+            await self._on_txs_reply(peer, message)
         elif isinstance(message, Status):
+            self.peerbook.note_height(peer, message.height)
             if message.height > self.height:
-                self._request_blocks(peer)
+                self._request_blocks(self.peerbook.pick_ahead(self.height, self._connected()))
         elif isinstance(message, GetBlocks):
             self._reply_blocks(peer, message)
         elif isinstance(message, BlocksReply):
-            for item in message.blocks:
-                self._enqueue_from_peer(_Synced(item))
+            for item in message.blocks[:SYNC_BATCH]:
+                self._enqueue_from_peer(_Synced(item, peer))
+
+    def _connected(self) -> list[bytes]:
+        return [p.validator for p in self.transport.peers()]
+
+    def _blame(self, peer: bytes, what: str) -> None:
+        """A peer sent data that does not match what it claims: count it, say so once per fault."""
+        count = self.peerbook.note_fault(peer)
+        log.warning("peer %s sent %s (fault %d from this peer)", peer.hex()[:12], what, count)
 
     async def _verify_one(self, key: bytes, data: bytes, signature: bytes) -> bool:
         if self.genesis.validators.power_of(key) == 0:
@@ -472,18 +526,41 @@ class Replica(ChainNode):
     async def _on_proposal(self, peer: bytes, gossip: ProposalGossip) -> None:
         signed = gossip.proposal
         proposal = signed.proposal
-        # The header is the block the proposal names, and the proposer signed the proposal.
-        if compute_block_hash(self.hash, gossip.header) != proposal.block_hash:
+        # Only the height being decided and the next one are of use; anything else is dropped unread.
+        if not self.height < proposal.height <= self.height + 2:
             return
+        # The proposal comes from the proposer of its height and round.
+        if proposal.round < 0 or proposal.proposer != get_proposer(
+            self.genesis.validators, proposal.height, proposal.round
+        ):
+            return
+        # The header is the block the proposal names and lists as many hashes as it has transactions.
+        header = gossip.header
+        if compute_block_hash(self.hash, header) != proposal.block_hash or header.height != proposal.height:
+            return
+        if len(gossip.tx_hashes) != header.tx_count or header.tx_count > self.genesis.params.max_block_txs:
+            return
+        # The proposer signed the proposal.
         if not await self._verify_one(proposal.proposer, encode(proposal), signed.signature):
             return
         self._enqueue_from_peer(signed)
         if proposal.block_hash in self._blocks or proposal.block_hash in self._assembling:
             return
+        # A proposer gets a few proposals gathered per height, not an unbounded number: its
+        # lowest round makes room (a block dropped here can still be fetched whole).
+        same = sorted(
+            (a.gossip.proposal.proposal.round, h)
+            for h, a in self._assembling.items()
+            if a.gossip.header.height == proposal.height
+            and a.gossip.proposal.proposal.proposer == proposal.proposer
+        )
+        for _, dropped in same[: max(0, len(same) - MAX_ASSEMBLIES_PER_PROPOSER + 1)]:
+            del self._assembling[dropped]
         self._assembling[proposal.block_hash] = _Assembly(gossip, {}, peer)
         await self._fill_assemblies()
 
     def _reply_txs(self, peer: bytes, request: GetTxs) -> None:
+        """Send the asked-for transactions of a proposed block, in messages that fit a frame."""
         built = self._blocks.get(request.block_hash)
         by_hash = dict(zip(built.tx_hashes, built.block.txs, strict=True)) if built else {}
         txs = []
@@ -491,43 +568,66 @@ class Replica(ChainNode):
             tx = by_hash.get(h) or self.mempool.get(h)
             if tx is not None:
                 txs.append(tx)
-        self.transport.send(peer, encode(TxsReply(request.block_hash, txs)))
+        for part in split_by_bytes(txs, GOSSIP_CHUNK_BYTES, estimate_tx_bytes):
+            self.transport.send(peer, encode(TxsReply(request.block_hash, part)))
 
-    async def _on_txs_reply(self, reply: TxsReply) -> None:
+    async def _on_txs_reply(self, peer: bytes, reply: TxsReply) -> None:
+        """Transactions the proposer sent for a compact proposal (possibly in several messages)."""
         assembly = self._assembling.get(reply.block_hash)
-        if assembly is None:
+        # Only the peer asked (the one that sent the proposal) answers; anyone else's copies are ignored.
+        if assembly is None or peer != assembly.peer or not assembly.requested:
             return
         wanted = set(assembly.gossip.tx_hashes)
-        fetched = [tx for tx in reply.txs if compute_tx_hash(self.hash, tx) in wanted]
-        # Fetched transactions had their signatures checked by the sender, but not by us.
-        bad = await self._verify_senders(fetched)
-        if bad:
-            log.info("proposal %s carries transactions that do not verify", reply.block_hash.hex()[:12])
-            self._assembling.pop(reply.block_hash, None)
-            height = assembly.gossip.header.height
-            self._queue.put_nowait(_Validated(height, reply.block_hash, None))
-            return
-        for tx in fetched:
-            assembly.txs[compute_tx_hash(self.hash, tx)] = tx
+        for tx in reply.txs:
+            h = compute_tx_hash(self.hash, tx)
+            if h in wanted and h not in assembly.txs:
+                assembly.txs[h] = tx
+                assembly.fetched.add(h)
         self._spawn(self._validate_assembled(reply.block_hash))
 
-    async def _on_block_body(self, block: Block) -> None:
-        """A proposed block a peer sent on request: verify its transactions, re-execute it."""
+    async def _on_block_body(self, peer: bytes, block: Block) -> None:
+        """A proposed block a peer sent on request: check it is the header's, then judge it."""
         block_hash = compute_block_hash(self.hash, block.header)
-        if block_hash in self._blocks or block.header.height != self.height + 1:
+        if block_hash not in self._wanted_bodies or block_hash in self._blocks:
             return
+        if block.header.height != self.height + 1:
+            return
+        # The transactions are the ones the header commits to; if not, the sender is at fault, not the block.
+        reason = check_body(self.hash, block.header, block)
+        if reason is not None:
+            self._blame(peer, f"a body for block {block_hash.hex()[:12]} that is not its header's: {reason}")
+            return
+        self._wanted_bodies.discard(block_hash)
         valid = not await self._verify_senders(block.txs)
         await self._report_validity(block, block_hash, check=valid)
 
     async def _report_validity(self, block: Block, block_hash: bytes, *, check: bool = True) -> None:
-        """Re-execute a proposed block (unless already known bad) and queue valid(v) for the engine."""
+        """Re-execute a proposed block (unless already known bad) and queue valid(v) for the engine.
+
+        A valid block dated beyond this node's clock plus MAX_FUTURE_MS is answered only once it is
+        timely (consensus/timing.py): until then the engine's propose timeout makes it prevote nil.
+        """
         built: BuiltBlock | None = None
         if check:
             try:
                 built = await asyncio.to_thread(self.validate_block, block)
             except InvalidBlock as exc:
                 log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
-        self._queue.put_nowait(_Validated(block.header.height, block_hash, built))
+        result = _Validated(block.header.height, block_hash, built)
+        if built is not None:
+            delay = get_timely_delay(block.header.time, self.clock())
+            if delay > MAX_TIMELY_WAIT_MS:
+                log.warning(
+                    "proposed block %s is dated %d ms ahead of this node's clock: ignored",
+                    block_hash.hex()[:12],
+                    block.header.time - self.clock(),
+                )
+                return
+            if delay > 0:
+                log.info("proposed block %s is dated ahead: answered in %d ms", block_hash.hex()[:12], delay)
+                asyncio.get_running_loop().call_later(delay / 1000, self._queue.put_nowait, result)
+                return
+        self._queue.put_nowait(result)
 
     async def _validate_assembled(self, block_hash: bytes) -> None:
         assembly = self._assembling.get(block_hash)
@@ -541,7 +641,21 @@ class Replica(ChainNode):
         if header.height <= self.height:
             return
         block = Block(header, [assembly.txs[h] for h in assembly.gossip.tx_hashes])
-        await self._report_validity(block, block_hash)
+        # The gathered copies are the header's transactions (a copy with another signature is not):
+        # on a mismatch the copies are at fault, not the block, which is then fetched whole.
+        reason = check_body(self.hash, header, block)
+        if reason is not None:
+            log.info(
+                "gathered transactions of %s do not match: %s; fetching it whole",
+                block_hash.hex()[:12],
+                reason,
+            )
+            self._request_body(block_hash)
+            return
+        # Fetched copies had their signatures checked by the sender only; the mempool's are checked.
+        fetched = [assembly.txs[h] for h in assembly.gossip.tx_hashes if h in assembly.fetched]
+        valid = not await self._verify_senders(fetched)
+        await self._report_validity(block, block_hash, check=valid)
 
     # -- block sync --------------------------------------------------------------------
 
@@ -557,19 +671,34 @@ class Replica(ChainNode):
             self.transport.send(peer, request)
 
     def _reply_blocks(self, peer: bytes, request: GetBlocks) -> None:
-        items = []
+        """Send committed blocks from ``request.start``: at most SYNC_BATCH, within one frame's budget."""
+        budget = compute_sync_budget(self.genesis.params)
+        items: list[SyncedBlock] = []
+        used = 0
         for height in range(
             request.start, min(request.start + min(request.count, SYNC_BATCH), self.height + 1)
         ):
             record = self.store.load_block(height)
             if record is None:
                 break
-            items.append(SyncedBlock(record.block, record.commit))
+            item = SyncedBlock(record.block, record.commit)
+            size = len(encode(item))
+            # The first block always goes (the frame has room for the largest block); later ones if they fit.
+            if items and used + size > budget:
+                break
+            items.append(item)
+            used += size
         if items:
             self.transport.send(peer, encode(BlocksReply(items)))
 
-    async def _apply_synced(self, item: SyncedBlock) -> None:
-        """Store a block fetched from a peer after checking its commit and re-executing it."""
+    async def _apply_synced(self, item: SyncedBlock, peer: bytes) -> None:
+        """Store a block fetched from a peer after checking its commit, its body and re-executing it.
+
+        A reply that fails the commit or body check is the peer's fault: it is dropped, counted
+        against the peer, and the block is asked of another peer. Only a block that is certified,
+        is the header's and still does not re-execute here stops the node: that is this node's
+        own state gone wrong (or more than f validators signed a wrong block).
+        """
         header = item.block.header
         if header.height != self.height + 1:
             return
@@ -580,16 +709,25 @@ class Replica(ChainNode):
                 self.suite, self.chain_id, self.genesis.validators, item.commit, block_hash, header.height
             )
         except InvalidCommit as exc:
-            log.info("synced block %d refused: %s", header.height, exc)
+            self._blame(peer, f"block {header.height} with a commit that does not verify: {exc}")
+            self._retry_sync()
+            return
+        # The body is the certified header's.
+        reason = check_body(self.hash, header, item.block)
+        if reason is not None:
+            self._blame(peer, f"block {header.height} whose body is not its certified header's: {reason}")
+            self._retry_sync()
             return
         # Its transactions carry valid signatures.
         if await self._verify_senders(item.block.txs):
-            log.info("synced block %d has transactions that do not verify", header.height)
+            log.error("certified block %d carries transactions that do not verify", header.height)
             return
         try:
             built = await asyncio.to_thread(self.validate_block, item.block)
         except InvalidBlock as exc:
-            log.error("a committed block does not re-execute here: %s", exc)
+            log.critical(
+                "certified block %d does not re-execute on this node's state: %s", header.height, exc
+            )
             raise RuntimeError(f"block {header.height} with a valid commit fails validation: {exc}") from exc
         await self.store_block(built, item.commit)
         self._undecided = None
@@ -598,6 +736,11 @@ class Replica(ChainNode):
         with contextlib.suppress(Exception):
             await self._start_next_height()
         self._sync_requested_at = 0.0
+
+    def _retry_sync(self) -> None:
+        """Ask again at once, of the peer ahead with the fewest faults."""
+        self._sync_requested_at = 0.0
+        self._request_blocks(self.peerbook.pick_ahead(self.height, self._connected()))
 
     def status(self) -> dict[str, Any]:
         out = super().status()

@@ -53,6 +53,8 @@ class GetBlock(msgspec.Struct, array_like=True, frozen=True, tag="w.get-block"):
 
 
 class BlockBody(msgspec.Struct, array_like=True, frozen=True, tag="w.block"):
+    """A proposed block, whole: the answer to ``GetBlock``."""
+
     block: Block
 
 
@@ -76,4 +78,16 @@ class BlocksReply(msgspec.Struct, array_like=True, frozen=True, tag="w.blocks"):
     blocks: list[SyncedBlock]
 
 
-WireMessage = TxsGossip | ProposalGossip | VoteGossip | GetTxs | TxsReply | Status | GetBlocks | BlocksReply
+WireMessage = (
+    TxsGossip
+    | ProposalGossip
+    | VoteGossip
+    | GetTxs
+    | TxsReply
+    | GetBlock
+    | BlockBody
+    | Status
+    | GetBlocks
+    | BlocksReply
+)
+"""Every message replicas send each other; ``decode(payload, WireMessage)`` reads any of them."""

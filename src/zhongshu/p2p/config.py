@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zhongshu.crypto import PrivateKey
+from zhongshu.ledger.types import ChainParams
 from zhongshu.p2p.frames import DEFAULT_MAX_FRAME
 from zhongshu.p2p.pki import TLSFiles
+
+FRAME_MARGIN = 1024 * 1024
+"""Room in a frame beyond the chain's largest block: header, commit certificate, message wrappers."""
+
+
+def compute_max_frame(params: ChainParams) -> int:
+    """The frame limit a chain's replicas use: its largest block plus ``FRAME_MARGIN``."""
+    return max(DEFAULT_MAX_FRAME, params.max_block_bytes + FRAME_MARGIN)
 
 
 class TransportError(RuntimeError):

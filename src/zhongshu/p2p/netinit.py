@@ -26,6 +26,7 @@ from typing import Any
 from zhongshu.crypto import CryptoError, get_suite, load_private_key_pem
 from zhongshu.ledger.genesis import load_genesis, save_genesis
 from zhongshu.ledger.types import ChainParams, Genesis, Validator, ValidatorSet
+from zhongshu.p2p.config import compute_max_frame
 from zhongshu.p2p.pki import NetworkCA, TLSFiles, create_network_ca, generate_tls_key, issue_node_cert
 from zhongshu.p2p.transport import PeerAddress, TransportConfig
 
@@ -176,4 +177,6 @@ def load_transport_config(home: Path) -> TransportConfig:
         listen_port=port,
         peers=peers,
         name=name,
+        max_frame=compute_max_frame(genesis.params),
+        queue_bytes=max(32 * 1024 * 1024, 3 * compute_max_frame(genesis.params)),
     )
