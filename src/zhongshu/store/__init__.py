@@ -1,5 +1,6 @@
 """Embedded, crash-safe storage of blocks, state and indexes."""
 
-from zhongshu.store.lmdb_store import BlockRecord, ChainStore, StoreError
+from zhongshu.store.errors import StoreDamaged, StoreError
+from zhongshu.store.lmdb_store import BlockRecord, ChainStore
 
-__all__ = ["BlockRecord", "ChainStore", "StoreError"]
+__all__ = ["BlockRecord", "ChainStore", "StoreDamaged", "StoreError"]

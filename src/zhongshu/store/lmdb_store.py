@@ -2,33 +2,53 @@
 
 LMDB's copy-on-write B+tree with a synced commit means a ``kill -9`` at any moment leaves
 the last committed block and all before it intact; nothing half-written is ever visible.
+Damage from outside (a truncated or overwritten file) is looked for at start: the data file's
+size and free-page list before it is mapped, then the chain meta and the last blocks' hash
+chain (``check``).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
 
-from zhongshu.codec import decode, encode
+from zhongshu.codec import DecodeError, decode, encode
+from zhongshu.ledger.hashing import compute_block_hash
+from zhongshu.ledger.merkle import Hasher
 from zhongshu.ledger.types import Block, CommitCertificate, Header, Receipt
+from zhongshu.store.datafile import check_data_file
+from zhongshu.store.errors import StoreDamaged, StoreError
 
 _U64 = struct.Struct(">Q")
 _LOC = struct.Struct(">QI")
 
 _MAP_SIZE = int(os.environ.get("ZHONGSHU_LMDB_MAP_SIZE", str(64 << 30)))
 
+CHECKED_BLOCKS = 64
+"""How many of the last blocks ``ChainStore.check`` walks at start."""
 
-class StoreError(RuntimeError):
-    """The store is missing, belongs to another chain, or its contents are inconsistent."""
+_DAMAGE = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.InvalidError,
+    lmdb.VersionMismatchError,
+    lmdb.BadTxnError,
+    DecodeError,
+)
+"""What LMDB and the codec raise on pages or values that are not what was written."""
 
 
 def _h(height: int) -> bytes:
     return _U64.pack(height)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -51,8 +71,10 @@ class ChainStore:
     """Blocks, receipts, commits, the tx index, block hashes and the current state of one chain."""
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
+        """Open (or create) the store in ``path``; raise StoreDamaged if its file is truncated."""
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        check_data_file(path)
         self.env = lmdb.open(
             str(path),
             map_size=_MAP_SIZE,
@@ -62,17 +84,77 @@ class ChainStore:
             readahead=False,
             max_readers=256,
         )
-        self._meta = self.env.open_db(b"meta")
-        self._blocks = self.env.open_db(b"blocks")
-        self._receipts = self.env.open_db(b"receipts")
-        self._commits = self.env.open_db(b"commits")
-        self._hashes = self.env.open_db(b"hashes")
-        self._txindex = self.env.open_db(b"txindex")
-        self._state = self.env.open_db(b"state")
-        self._history = self.env.open_db(b"state_history")
+        try:
+            self._meta = self.env.open_db(b"meta")
+            self._blocks = self.env.open_db(b"blocks")
+            self._receipts = self.env.open_db(b"receipts")
+            self._commits = self.env.open_db(b"commits")
+            self._hashes = self.env.open_db(b"hashes")
+            self._txindex = self.env.open_db(b"txindex")
+            self._state = self.env.open_db(b"state")
+            self._history = self.env.open_db(b"state_history")
+        except _DAMAGE as exc:
+            self.env.close()
+            raise StoreDamaged(path, _one_line(exc)) from None
 
     def close(self) -> None:
         self.env.close()
+
+    # -- the start-up check -------------------------------------------------------------
+
+    def check(self, hasher: Hasher, required_meta: Iterable[str] = ()) -> None:
+        """Raise StoreDamaged unless the chain meta and the last blocks' hash chain are intact.
+
+        Reads only the tail: the stored height, the ``required_meta`` keys (which a store with
+        blocks must hold), the last stored keys, and the last ``CHECKED_BLOCKS`` blocks, each
+        with its receipts, commit and a hash equal to ``hasher`` over its header, each header
+        naming the stored hash of the block before it.
+        """
+        try:
+            self._check_tail(hasher, required_meta)
+        except StoreDamaged:
+            raise
+        except (*_DAMAGE, StoreError) as exc:
+            raise StoreDamaged(self.path, _one_line(exc)) from None
+
+    def _check_tail(self, hasher: Hasher, required_meta: Iterable[str]) -> None:
+        with self.env.begin(buffers=True) as txn:
+            raw_height = txn.get(b"height", db=self._meta)
+            # The stored height is a big-endian u64 when present.
+            if raw_height is not None and len(raw_height) != _U64.size:
+                raise StoreDamaged(self.path, f"meta 'height' is {len(raw_height)} bytes, not {_U64.size}")
+            height = _U64.unpack(raw_height)[0] if raw_height is not None else 0
+            # The last stored block and block hash are the stored height: none missing, none beyond.
+            for name, db in (("block", self._blocks), ("block hash", self._hashes)):
+                cursor = txn.cursor(db=db)
+                last = _U64.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
+                if last != height:
+                    reason = f"the last stored {name} is {last} but the stored height is {height}"
+                    raise StoreDamaged(self.path, reason)
+            if height == 0:
+                return
+            # A store with blocks holds the meta the node resumes from.
+            for key in required_meta:
+                if not txn.get(key.encode(), db=self._meta):
+                    raise StoreDamaged(self.path, f"meta {key!r} is missing at height {height}")
+        first = max(1, height - CHECKED_BLOCKS + 1)
+        prev_hash = self.load_block_hash(first - 1) if first > 1 else None
+        for h in range(first, height + 1):
+            record = self.load_block(h)
+            # Every height up to the tip holds a block.
+            if record is None:
+                raise StoreDamaged(self.path, f"block {h} is missing below height {height}")
+            header = record.block.header
+            # The block is stored under its own height.
+            if header.height != h:
+                raise StoreDamaged(self.path, f"the block stored at {h} says height {header.height}")
+            # Its stored hash is the hash of its header.
+            if compute_block_hash(hasher, header) != record.block_hash:
+                raise StoreDamaged(self.path, f"block {h}'s stored hash is not the hash of its header")
+            # It follows the block stored before it.
+            if prev_hash is not None and header.prev_hash != prev_hash:
+                raise StoreDamaged(self.path, f"block {h} does not follow the stored hash of block {h - 1}")
+            prev_hash = record.block_hash
 
     # -- chain identity -----------------------------------------------------------------
 
