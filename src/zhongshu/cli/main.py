@@ -46,6 +46,7 @@ def friendly(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from zhongshu.sdk import ApiError
+        from zhongshu.store import StoreDamaged
 
         try:
             return fn(*args, **kwargs)
@@ -53,7 +54,7 @@ def friendly(fn: F) -> F:
             err.print(f"error: {exc}", markup=False, highlight=False)
         except httpx.HTTPError as exc:
             err.print(f"error: cannot reach the gateway: {exc}", markup=False, highlight=False)
-        except (CliError, HomeError, GenesisError, CryptoError, OSError, ValueError) as exc:
+        except (CliError, HomeError, GenesisError, CryptoError, StoreDamaged, OSError, ValueError) as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1)
 

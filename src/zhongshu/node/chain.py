@@ -145,6 +145,10 @@ class ChainNode:
     # -- start-up ----------------------------------------------------------------------
 
     def _open_store(self) -> None:
+        self.store.check(
+            self.hash,
+            ("genesis_hash", FrontierState.HISTORY, FrontierState.HISTORY_SIZE, FrontierState.STATE_ROOT),
+        )
         stored = self.store.load_meta("genesis_hash")
         if stored is None:
             self.store.save_meta("genesis_hash", self.genesis_hash)
