@@ -6,6 +6,18 @@ before a signature is released) and the decided blocks with the messages that de
 A restart builds a fresh engine, replays the WAL into it and carries out the actions the
 replay produces again: timeouts are re-armed, broadcasts repeated, signatures asked for again
 (the guard hands back the stored one for the same bytes and refuses anything else).
+
+Block time and block fetching follow the node's rules (``consensus.timing``, issue 6):
+
+- As proposer it dates its block ``compute_block_time(parent's time, its clock)`` and never
+  waits for its clock to pass a block time.
+- It gets a proposed block's body from one peer at a time. A copy whose transaction root
+  differs from the header's is the peer's fault, not the block's: it is dropped and the
+  block fetched again from another peer. A peer that does not answer within
+  ``FETCH_TIMEOUT_MS`` is passed over the same way.
+- With an intact copy it answers valid(v) (``BlockData``) only once the block's time is
+  within ``MAX_FUTURE_MS`` of its clock, waiting for that if it comes within
+  ``MAX_TIMELY_WAIT_MS`` and giving no answer otherwise.
 """
 
 from __future__ import annotations
@@ -35,12 +47,16 @@ from zhongshu.consensus.messages import (
     TimeoutFired,
     VoteSigned,
 )
+from zhongshu.consensus.simulation.blocks import FETCH_TIMEOUT_MS, BlockCopy, SimBlock, get_intact_copy
+from zhongshu.consensus.timing import MAX_TIMELY_WAIT_MS, compute_block_time, get_timely_delay
 
 if TYPE_CHECKING:
     from zhongshu.consensus.simulation.runner import Simulation
     from zhongshu.consensus.tendermint import TendermintEngine
 
 WorkItem = EngineInput | EngineAction
+Work = deque[WorkItem] | None
+"""Where an answer goes: the queue being worked on, or ``None`` to feed it as a new input."""
 
 
 class HonestNode:
@@ -108,11 +124,11 @@ class HonestNode:
                         self, TimeoutFired(item.height, item.round, item.step), item.delay_ms
                     )
                 case BuildBlock():
-                    block_hash = self.sim.new_block(item.height, item.round, self.index, True)
-                    delay = self.sim.rng.randrange(0, self.sim.scenario.build_delay_ms)
-                    self.sim.schedule_input(self, BlockBuilt(item.height, item.round, block_hash), delay)
+                    self._build(item)
                 case FetchBlock():
-                    self._fetch(item, items)
+                    block = self.sim.blocks.get(item.block_hash)
+                    if block is not None and block.height == item.height:
+                        self._fetch(item, frozenset(), items)
                 case Decide():
                     self._decide(item, items)
                 case Equivocation():
@@ -123,18 +139,74 @@ class HonestNode:
                         self.wal = [item]
                     else:
                         self.wal.append(item)
+                    if isinstance(item, BlockData):
+                        self.sim.check_block_data(self, item)
                     items.extend(self.engine.handle(item))
 
-    def _fetch(self, fetch: FetchBlock, items: deque[WorkItem]) -> None:
-        """Get a proposed block from the network: now, or after a delay (lost if we crash)."""
-        block = self.sim.blocks.get(fetch.block_hash)
-        if block is None or block[0] != fetch.height:
+    def answer_fetch(self, block_hash: bytes, block: SimBlock) -> BlockCopy | None:
+        """A peer fetches a block from us: we send it as it is."""
+        return get_intact_copy(block_hash, block)
+
+    def get_parent_time(self, height: int) -> int:
+        """The time of the block this node decided at ``height - 1``."""
+        return self.sim.get_block_time(self.store.get(height - 1))
+
+    def _build(self, build: BuildBlock) -> None:
+        """Build a block dated by our clock, strictly after its parent, without waiting."""
+        time = compute_block_time(self.get_parent_time(build.height), self.sim.get_clock(self.index))
+        self._finish_build(build, time, self.sim.rng.randrange(0, self.sim.scenario.build_delay_ms))
+
+    def _finish_build(self, build: BuildBlock, time: int, delay_ms: int) -> None:
+        block_hash = self.sim.new_block(build.height, build.round, self.index, True, time)
+        self.sim.schedule_input(self, BlockBuilt(build.height, build.round, block_hash), delay_ms)
+
+    def _fetch(self, fetch: FetchBlock, tried: frozenset[int], items: Work) -> None:
+        """Ask one peer we have not tried yet (all of them again once each has been tried) for
+        the block; its copy arrives now or after a delay (lost if we crash)."""
+        if self.engine.height != fetch.height:
             return
-        data = BlockData(fetch.height, fetch.block_hash, block[1])
-        if self.sim.rng.random() < 0.3:
-            self.sim.schedule_input(self, data, self.sim.rng.randrange(1, self.sim.scenario.build_delay_ms))
+        rng = self.sim.rng
+        peers = [j for j in range(len(self.sim.nodes)) if j != self.index and j not in tried]
+        if not peers:
+            tried = frozenset()
+            peers = [j for j in range(len(self.sim.nodes)) if j != self.index]
+        peer = rng.choice(peers)
+        tried = tried | {peer}
+        copy = self.sim.ask_for_block(self.index, peer, fetch.block_hash)
+        if copy is None:
+            self.sim.schedule_call(self, FETCH_TIMEOUT_MS, lambda: self._fetch(fetch, tried, None))
+        elif items is not None and rng.random() >= 0.3:
+            self._receive_copy(fetch, peer, copy, tried, items)
         else:
+            delay = rng.randrange(1, self.sim.scenario.build_delay_ms)
+            self.sim.schedule_call(self, delay, lambda: self._receive_copy(fetch, peer, copy, tried, None))
+
+    def _receive_copy(
+        self, fetch: FetchBlock, peer: int, copy: BlockCopy, tried: frozenset[int], items: Work
+    ) -> None:
+        """Check a fetched copy against the header before judging the block by it."""
+        block = self.sim.blocks[fetch.block_hash]
+        # The copy's transactions must be the ones the header commits to; else the peer lied.
+        if copy.tx_root != block.tx_root:
+            self.sim.note_bad_copy(self, fetch.block_hash, peer)
+            self._fetch(fetch, tried, items)
+            return
+        self._answer(BlockData(fetch.height, fetch.block_hash, copy.validates), block.time, items)
+
+    def _answer(self, data: BlockData, block_time: int, items: Work) -> None:
+        """Give valid(v) once the block's time is timely on our clock (or never, if too far)."""
+        delay = get_timely_delay(block_time, self.sim.get_clock(self.index))
+        if delay > 0:
+            self.sim.note_untimely(self, data.block_hash, delay)
+        # A block dated so far ahead that it would be timely only after MAX_TIMELY_WAIT_MS: no answer.
+        if delay > MAX_TIMELY_WAIT_MS:
+            return
+        if delay > 0:
+            self.sim.schedule_input(self, data, delay)
+        elif items is not None:
             items.append(data)
+        else:
+            self.feed(data)
 
     def _sign(self, request: SignVote | SignProposal, items: deque[WorkItem]) -> None:
         message = request.vote if isinstance(request, SignVote) else request.proposal

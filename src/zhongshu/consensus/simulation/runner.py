@@ -8,8 +8,13 @@ Checks (any failure raises ``SimulationFailure`` naming the seed and the replay 
   with a certificate of valid precommit signatures holding more than 2/3 of the power;
 - no honest double-sign: no honest key ever signs two different messages at one
   (height, round, step), the guard is never asked to, and no evidence accuses an honest node;
+- block time: every block an honest node decides is dated after the block before it and at
+  most ``MAX_FUTURE_MS`` ahead of the deciding node's own clock at that moment (hence of the
+  fastest honest clock: see ``check_block_time``);
+- no framing: an honest node never reports a block that validates as invalid (whatever copy
+  of it a peer sent);
 - progress: after GST every honest node decides all the scenario's heights within a bound on
-  virtual time (see ``get_progress_bound_ms``).
+  virtual time (see ``get_progress_bound_ms``), whatever the Byzantine node does.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, NoReturn
 
 from zhongshu.codec import DecodeError, decode, encode
 from zhongshu.consensus.messages import (
+    BlockData,
     ConsensusMessage,
     Decide,
     DuplicateVoteEvidence,
@@ -34,19 +40,28 @@ from zhongshu.consensus.messages import (
     proposal_sign_bytes,
     vote_sign_bytes,
 )
+from zhongshu.consensus.simulation.blocks import (
+    FETCH_TIMEOUT_MS,
+    GENESIS_TIME_MS,
+    BlockCopy,
+    SimBlock,
+    compute_tx_root,
+)
 from zhongshu.consensus.simulation.byzantine import ByzantineNode
 from zhongshu.consensus.simulation.honest import HonestNode
 from zhongshu.consensus.simulation.scenario import Crash, Partition, Rng, Scenario
 from zhongshu.consensus.tendermint import EngineState, TendermintEngine, TimeoutConfig
+from zhongshu.consensus.timing import MAX_FUTURE_MS
 from zhongshu.consensus.votes import is_two_thirds
 from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Validator, ValidatorSet, Vote
 
 EngineFactory = Callable[[str, bytes, TimeoutConfig], TendermintEngine]
+NodeFactory = Callable[["Simulation", int, bytes], HonestNode]
 
 MAX_EVENTS = 300_000
 """A run that needs more events than this is reported as a progress failure."""
 
-DELIVER, INPUT, GOSSIP, CRASH, RESTART, GST = range(6)
+DELIVER, INPUT, CALL, GOSSIP, CRASH, RESTART, GST = range(7)
 
 Node = HonestNode | ByzantineNode
 
@@ -77,6 +92,10 @@ class SimResult:
     events: int
     max_round: int
     evidence: int
+    untimely: int = 0
+    """Answers an honest node held back for a block dated too far ahead (waited for or dropped)."""
+    bad_copies: int = 0
+    """Fetched copies an honest node found not to match the header, and fetched again."""
 
 
 def sign(key: bytes, data: bytes) -> bytes:
@@ -95,6 +114,7 @@ class Simulation:
         rng: Rng,
         engine_factory: EngineFactory = TendermintEngine,
         replay: str = "SIM_SEED={seed} .venv/bin/pytest tests/test_simulation.py -q",
+        node_factory: NodeFactory = HonestNode,
     ) -> None:
         self.scenario = scenario
         self.rng = rng
@@ -108,17 +128,19 @@ class Simulation:
         self.now = 0
         self.events = 0
         self.evidence = 0
+        self.untimely = 0
+        self.bad_copies = 0
         self.deadline: int | None = None
         self._queue: list[tuple[int, int, int, Any, Any, Any]] = []
         self._seq = 0
-        self.blocks: dict[bytes, tuple[int, bool]] = {}
-        """Every block ever built: hash -> (height, validates)."""
+        self.blocks: dict[bytes, SimBlock] = {}
+        """Every block ever built, by hash."""
         self.decided: dict[int, bytes] = {}
         self.signed: dict[tuple[bytes, int, int, int], bytes] = {}
         self.trace: deque[tuple[int, str, object]] = deque(maxlen=40)
         bad = dict(scenario.byzantine)
         self.nodes: list[Node] = [
-            ByzantineNode(self, i, k, bad[i]) if i in bad else HonestNode(self, i, k)
+            ByzantineNode(self, i, k, bad[i]) if i in bad else node_factory(self, i, k)
             for i, k in enumerate(keys)
         ]
         self.honest_keys = {n.key for n in self.nodes if n.honest}
@@ -136,13 +158,39 @@ class Simulation:
     def sign(self, key: bytes, data: bytes) -> bytes:
         return sign(key, data)
 
-    def new_block(self, height: int, round: int, node: int, valid: bool) -> bytes:
+    def new_block(self, height: int, round: int, node: int, valid: bool, time: int) -> bytes:
         block_hash = hashlib.sha256(b"block|%d|%d|%d|%d" % (height, round, node, len(self.blocks))).digest()
-        self.blocks[block_hash] = (height, valid)
+        self.blocks[block_hash] = SimBlock(height, valid, time, compute_tx_root(block_hash))
         return block_hash
+
+    def get_block_time(self, block_hash: bytes | None) -> int:
+        """The time of a block (``None``: of height 0)."""
+        return GENESIS_TIME_MS if block_hash is None else self.blocks[block_hash].time
+
+    def get_clock(self, node: int) -> int:
+        """What ``node``'s clock reads now: virtual time plus its skew."""
+        return self.now + self.scenario.get_skew(node)
+
+    def ask_for_block(self, asker: int, peer: int, block_hash: bytes) -> BlockCopy | None:
+        """The copy ``peer`` sends when ``asker`` fetches a block; ``None`` if no answer arrives
+        (the peer is down or cut off, or the answer is lost before GST)."""
+        sc = self.scenario
+        peer_node = self.nodes[peer]
+        if not peer_node.alive:
+            return None
+        if self.now < sc.gst_ms:
+            if self._is_cut(peer, asker):
+                return None
+            if self.now < sc.lossy_until_ms and self.rng.random() < sc.drop_rate:
+                return None
+        return peer_node.answer_fetch(block_hash, self.blocks[block_hash])
 
     def schedule_input(self, node: Node, event: EngineInput, delay_ms: int) -> None:
         self._push(self.now + delay_ms, INPUT, node.index, node.epoch, event)
+
+    def schedule_call(self, node: Node, delay_ms: int, call: Callable[[], None]) -> None:
+        """Run ``call`` after the delay, unless ``node`` crashed in between."""
+        self._push(self.now + delay_ms, CALL, node.index, node.epoch, call)
 
     def broadcast(self, src: int, message: ConsensusMessage) -> None:
         data = encode(message)
@@ -223,10 +271,10 @@ class Simulation:
         """Validity, certificate, agreement: on every honest decision."""
         h, v = decide.height, decide.block_hash
         self.trace.append((self.now, f"decide node {node.index}", (h, decide.round, v.hex()[:8])))
-        if self.blocks.get(v) != (h, True):
-            self.fail(
-                "validity", f"node {node.index} decided {v.hex()[:8]} at {h}, built as {self.blocks.get(v)}"
-            )
+        block = self.blocks.get(v)
+        if block is None or (block.height, block.valid) != (h, True):
+            self.fail("validity", f"node {node.index} decided {v.hex()[:8]} at {h}, built as {block}")
+        self.check_block_time(node, h, block)
         cert = decide.certificate
         vote = Vote(PRECOMMIT, self.chain_id, h, decide.round, v)
         voters = {s.validator for s in cert.signatures}
@@ -248,6 +296,55 @@ class Simulation:
             )
         if node.store.get(h, v) != v:
             self.fail("agreement", f"node {node.index} decided {v.hex()[:8]} at {h} after deciding otherwise")
+
+    def check_block_time(self, node: HonestNode, height: int, block: SimBlock) -> None:
+        """A decided block is dated after its parent and at most ``MAX_FUTURE_MS`` ahead of the
+        deciding node's clock now.
+
+        Why this holds for the deciding node itself, not only for some honest node: line 49
+        decides v only with valid(v), so the node either built the block (dated by its clock,
+        or one ms after a parent it decided earlier under this same bound) or answered valid(v)
+        itself, which it does only once the date is within ``MAX_FUTURE_MS`` of its clock, and
+        its clock only moves on. It follows that every decided block is at most
+        ``MAX_FUTURE_MS`` ahead of the fastest honest clock, i.e. of virtual time plus the
+        largest honest skew: the bound ``consensus.timing`` states for the chain. A node that
+        took a block from block sync without looking at its date (not modelled here) would
+        have only that weaker bound: ``MAX_FUTURE_MS`` plus the fastest honest clock's lead
+        over its own (at most twice ``MAX_CLOCK_SKEW_MS``).
+        """
+        clock = self.get_clock(node.index)
+        if block.time > clock + MAX_FUTURE_MS:
+            self.fail(
+                "block time",
+                f"node {node.index} decided a block at {height} dated {block.time} ms, "
+                f"{block.time - clock} ms ahead of its clock (MAX_FUTURE_MS is {MAX_FUTURE_MS})",
+            )
+        parent_time = self.get_block_time(self.decided.get(height - 1))
+        if block.time <= parent_time:
+            self.fail(
+                "block time",
+                f"node {node.index} decided a block at {height} dated {block.time} ms, "
+                f"not after its parent's {parent_time} ms",
+            )
+
+    def check_block_data(self, node: HonestNode, data: BlockData) -> None:
+        """No framing: an honest node never answers valid(v) false for a block that validates."""
+        block = self.blocks[data.block_hash]
+        if block.valid and not data.valid:
+            self.fail(
+                "framing",
+                f"node {node.index} reported block {data.block_hash.hex()[:8]} at {data.height} "
+                f"invalid, but it validates",
+            )
+
+    def note_untimely(self, node: HonestNode, block_hash: bytes, delay_ms: int) -> None:
+        self.untimely += 1
+        what = f"node {node.index} holds back block {block_hash.hex()[:8]}, ms until timely"
+        self.trace.append((self.now, what, delay_ms))
+
+    def note_bad_copy(self, node: HonestNode, block_hash: bytes, peer: int) -> None:
+        self.bad_copies += 1
+        self.trace.append((self.now, f"node {node.index} drops a copy of {block_hash.hex()[:8]} from", peer))
 
     def _isolate(self, index: int) -> None:
         """The adversary cuts the first decider of a height off from everyone (before GST)."""
@@ -283,8 +380,12 @@ class Simulation:
 
         Per height: every round up to the highest honest round at GST plus n+1 more (within n
         rounds after GST an honest proposer comes, and the rounds of all honest nodes are
-        within one of each other), each with all three timeouts, four message delays and
-        two gossip intervals; times the heights not yet decided everywhere, plus one.
+        within one of each other), each with all three timeouts, four message delays, two
+        gossip intervals and a block fetch that first asks the Byzantine node (one fetch
+        timeout and one fetch delay); plus, per height, the spread of honest clocks (an honest
+        proposer dates its block one ms after a parent that may be ``MAX_FUTURE_MS`` ahead of
+        the fastest honest clock, and the slowest honest clock takes that long to make it
+        timely); times the heights not yet decided everywhere, plus one.
         """
         sc = self.scenario
         rounds = max(n.engine.round for n in self.nodes if n.honest) + len(self.nodes) + 2
@@ -292,10 +393,12 @@ class Simulation:
             sum(sc.timeouts.get_timeout(step, r) for step in Step)
             + 4 * sc.max_delay_ms
             + 2 * sc.post_gst_gossip_ms
+            + FETCH_TIMEOUT_MS
+            + sc.build_delay_ms
             for r in range(rounds)
         ]
         behind = sc.heights - min(max(n.store, default=0) for n in self.nodes if isinstance(n, HonestNode))
-        return (behind + 1) * sum(per_round)
+        return (behind + 1) * (sum(per_round) + sc.honest_skew_spread_ms + 1)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -327,6 +430,10 @@ class Simulation:
                 node = self.nodes[a]
                 if node.alive and node.epoch == b:
                     node.feed(c)
+            elif kind == CALL:
+                node = self.nodes[a]
+                if node.alive and node.epoch == b:
+                    c()
             elif kind == GOSSIP:
                 self._gossip()
                 interval = sc.gossip_ms if at < sc.gst_ms else sc.post_gst_gossip_ms
@@ -339,7 +446,9 @@ class Simulation:
                 self.deadline = at + self.get_progress_bound_ms()
                 self.trace.append((at, "GST, progress deadline", self.deadline))
             max_round = max(max_round, max(n.engine.round for n in self.nodes))
-        return SimResult(sc.seed, self.now, self.events, max_round, self.evidence)
+        return SimResult(
+            sc.seed, self.now, self.events, max_round, self.evidence, self.untimely, self.bad_copies
+        )
 
     def _deliver(self, dst: int, data: bytes, src: int) -> None:
         node = self.nodes[dst]
@@ -404,9 +513,11 @@ def run_seed(
     engine_factory: EngineFactory = TendermintEngine,
     byzantine: str | None = None,
     replay: str = "SIM_SEED={seed} .venv/bin/pytest tests/test_simulation.py -q",
+    node_factory: NodeFactory = HonestNode,
 ) -> SimResult:
-    """Draw a scenario from ``rng`` (seeded with ``seed`` by the caller) and run it."""
+    """Draw a scenario from ``rng`` (seeded with ``seed`` by the caller) and run it, with
+    ``node_factory`` making the honest nodes (a variant shows the harness catching it)."""
     from zhongshu.consensus.simulation.scenario import get_random_scenario
 
     scenario = get_random_scenario(seed, rng, byzantine=byzantine)
-    return Simulation(scenario, rng, engine_factory, replay).run()
+    return Simulation(scenario, rng, engine_factory, replay, node_factory).run()

@@ -16,10 +16,23 @@ from zhongshu.consensus.tendermint import TimeoutConfig
 
 T = TypeVar("T")
 
-BEHAVIOURS = ("silent", "equivocate", "double_vote", "invalid", "flood", "amnesia", "mixed")
+BEHAVIOURS = (
+    "silent",
+    "equivocate",
+    "double_vote",
+    "invalid",
+    "flood",
+    "amnesia",
+    "future_time",
+    "bad_fetch",
+    "mixed",
+)
 """What a Byzantine node does (see ``byzantine``)."""
-SEND_MODES = ("silent", "equivocate", "double_vote", "invalid", "flood", "amnesia")
-"""The behaviours ``mixed`` picks from for each message."""
+SEND_MODES = BEHAVIOURS[:-1]
+"""The behaviours ``mixed`` picks from for each message (and each block fetch it answers)."""
+
+MAX_CLOCK_SKEW_MS = 400
+"""An honest node's clock reads virtual time plus a fixed skew of at most this, either way."""
 
 POWER_PROFILES: tuple[tuple[int, ...], ...] = (
     (1, 1, 1, 1),
@@ -95,6 +108,9 @@ class Scenario:
     isolate_decider_ms: int = 0
     """If set, the first honest node to decide a height before GST is cut off from all others
     for this long (ending by GST): the adversary's schedule that lets one node decide alone."""
+    clock_skews_ms: tuple[int, ...] = ()
+    """Per node, how far its clock reads ahead of virtual time (negative: behind); at most
+    ``MAX_CLOCK_SKEW_MS`` either way. Empty: every clock reads virtual time."""
 
     @property
     def gst_ms(self) -> int:
@@ -108,13 +124,26 @@ class Scenario:
         bad = {n for n, _ in self.byzantine}
         return [i for i in range(len(self.powers)) if i not in bad]
 
+    def get_skew(self, node: int) -> int:
+        return self.clock_skews_ms[node] if self.clock_skews_ms else 0
+
+    @property
+    def max_honest_skew_ms(self) -> int:
+        """How far the fastest honest clock reads ahead of virtual time."""
+        return max(self.get_skew(i) for i in self.honest)
+
+    @property
+    def honest_skew_spread_ms(self) -> int:
+        """How far the fastest honest clock reads ahead of the slowest."""
+        return self.max_honest_skew_ms - min(self.get_skew(i) for i in self.honest)
+
     def describe(self) -> str:
         return (
             f"powers={self.powers} byzantine={self.byzantine} drop={self.drop_rate} "
             f"dup={self.duplicate_rate} delay<={self.max_delay_ms}ms gossip={self.gossip_ms}ms "
             f"partitions={[(p.start_ms, p.end_ms, sorted(p.groups[0])) for p in self.partitions]} "
             f"crashes={[(c.node, c.at_ms, c.down_ms, c.cut) for c in self.crashes]} "
-            f"isolate_decider={self.isolate_decider_ms}ms gst={self.gst_ms}ms"
+            f"isolate_decider={self.isolate_decider_ms}ms skews={self.clock_skews_ms}ms gst={self.gst_ms}ms"
         )
 
 
@@ -163,4 +192,7 @@ def get_random_scenario(seed: int, rng: Rng, heights: int = 3, byzantine: str | 
         timeouts=SIM_TIMEOUTS,
         gossip_ms=rng.choice((100, 250, 1000, 3000)),
         isolate_decider_ms=rng.choice((0, 0, 2000, 5000)),
+        clock_skews_ms=tuple(
+            rng.randrange(-MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS + 1) if i in honest else 0 for i in range(n)
+        ),
     )
