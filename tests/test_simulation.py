@@ -5,7 +5,10 @@ SIM_SEED=N replays one seed, which is what a failure's message tells you to run.
 
 The harness is shown able to fail: with the locking rule switched off the agreement check
 catches a fork; with blocks taken as valid whatever the node says the validity check catches
-it; with a prevote re-signed on timeout the double-sign check catches it.
+it; with a prevote re-signed on timeout the double-sign check catches it. A node that behaves
+like the node before issue 6 (any block time accepted, a fetched copy judged unchecked) is
+caught by the block-time check against a ``future_time`` node and by the framing check
+against a ``bad_fetch`` node, on seeds named below.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import time
 
 import pytest
 
-from zhongshu.consensus.messages import EngineAction, Step
+from zhongshu.consensus.messages import BlockData, BuildBlock, EngineAction, FetchBlock, Step
 from zhongshu.consensus.simulation import BEHAVIOURS, SimResult, SimulationFailure, run_seed
+from zhongshu.consensus.simulation.blocks import BlockCopy
+from zhongshu.consensus.simulation.honest import HonestNode, Work
 from zhongshu.consensus.tendermint import TendermintEngine
 from zhongshu.ledger.types import PREVOTE
 
@@ -57,6 +62,9 @@ def test_random_seeds_keep_agreement_validity_and_progress() -> None:
         # The mix reaches past round 0 and finds equivocation: the faults are really there.
         assert max(r.max_round for r in results) >= 2
         assert sum(r.evidence for r in results) > 0
+        # Future-dated proposals were held back and corrupted copies were fetched again.
+        assert sum(r.untimely for r in results) > 0
+        assert sum(r.bad_copies for r in results) > 0
 
 
 @pytest.mark.parametrize("behaviour", ["equivocate", "double_vote", "amnesia"])
@@ -71,6 +79,13 @@ def test_one_equivocating_node_of_four_never_causes_disagreement(behaviour: str)
 def test_every_byzantine_behaviour_is_exercised() -> None:
     for behaviour in BEHAVIOURS:
         _run_all(list(range(15)), byzantine=behaviour)
+
+
+def test_future_dated_blocks_and_bad_copies_meet_honest_nodes() -> None:
+    future = _run_all(list(range(15)), byzantine="future_time")
+    assert sum(r.untimely for r in future) > 0, "no honest node ever saw a block dated too far ahead"
+    fetches = _run_all(list(range(15)), byzantine="bad_fetch")
+    assert sum(r.bad_copies for r in fetches) > 0, "no honest node ever got a corrupted copy"
 
 
 class UnlockedEngine(TendermintEngine):
@@ -100,6 +115,31 @@ class ResigningEngine(TendermintEngine):
             self._vote(PREVOTE, b"")
             return self._run_rules()
         return super().on_timeout(height, round, step)
+
+
+class TodaysNode(HonestNode):
+    """The node before issue 6: as proposer it waits for its clock to pass the parent's time;
+    as validator it accepts any block time and judges a fetched copy without checking it
+    against the header's transaction root."""
+
+    def _build(self, build: BuildBlock) -> None:
+        wait = max(0, self.get_parent_time(build.height) + 1 - self.sim.get_clock(self.index))
+        delay = self.sim.rng.randrange(0, self.sim.scenario.build_delay_ms)
+        self.sim.schedule_call(
+            self, wait, lambda: self._finish_build(build, self.sim.get_clock(self.index), delay)
+        )
+
+    def _receive_copy(
+        self, fetch: FetchBlock, peer: int, copy: BlockCopy, tried: frozenset[int], items: Work
+    ) -> None:
+        block_time = self.sim.blocks[fetch.block_hash].time
+        self._answer(BlockData(fetch.height, fetch.block_hash, copy.validates), block_time, items)
+
+    def _answer(self, data: BlockData, block_time: int, items: Work) -> None:
+        if items is not None:
+            items.append(data)
+        else:
+            self.feed(data)
 
 
 def _first_failure(
@@ -135,3 +175,24 @@ def test_a_seed_replays_identically() -> None:
     first = run_seed(7, random.Random(7))
     again = run_seed(7, random.Random(7))
     assert first == again
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "seed", "kind"),
+    [
+        # A future-dated block is decided: about 95 s ahead (seeds 0, 2), ten years (seed 4).
+        ("future_time", 0, "block time"),
+        ("future_time", 2, "block time"),
+        ("future_time", 4, "block time"),
+        # A block that validates is reported invalid after a corrupted copy.
+        ("bad_fetch", 0, "framing"),
+        ("bad_fetch", 1, "framing"),
+        ("bad_fetch", 3, "framing"),
+    ],
+)
+def test_harness_catches_the_node_before_issue_6(behaviour: str, seed: int, kind: str) -> None:
+    with pytest.raises(SimulationFailure) as caught:
+        run_seed(seed, random.Random(seed), byzantine=behaviour, node_factory=TodaysNode)
+    assert caught.value.kind == kind, str(caught.value)
+    # The same seed with the honest node holds: the failure is the old rules' doing.
+    run_seed(seed, random.Random(seed), byzantine=behaviour)
