@@ -57,21 +57,30 @@ def owner_prefix(owner: bytes) -> bytes:
     return b"ev/o/" + owner + b"/"
 
 
-def put(ctx: CallContext, args: EvidencePut) -> EvidencePutResult:
-    """Deposit a digest; a second deposit of the same digest returns the original height and time."""
+def check_put(args: EvidencePut) -> None:
+    """The limits of a deposit, stateless: admission and ``put`` both apply exactly this rule."""
     # The digest is a 256-, 384- or 512-bit hash of the file.
     if len(args.digest) not in DIGEST_SIZES:
         raise InvalidArguments(f"digest must be 32, 48 or 64 bytes, got {len(args.digest)}")
     # The name is short enough to index and show.
     if len(args.name.encode()) > MAX_NAME:
-        raise InvalidArguments(f"name longer than {MAX_NAME} bytes")
+        raise InvalidArguments(f"name of {len(args.name.encode())} bytes exceeds {MAX_NAME}")
     # Metadata is small: a handful of string pairs.
     meta_size = sum(len(k.encode()) + len(v.encode()) for k, v in args.metadata.items())
     if len(args.metadata) > MAX_METADATA_ENTRIES or meta_size > MAX_METADATA_BYTES:
-        raise InvalidArguments(f"metadata over {MAX_METADATA_ENTRIES} entries or {MAX_METADATA_BYTES} bytes")
+        raise InvalidArguments(
+            f"metadata of {len(args.metadata)} entries and {meta_size} bytes exceeds "
+            f"{MAX_METADATA_ENTRIES} entries or {MAX_METADATA_BYTES} bytes"
+        )
     # The optional payload is at most 64 KiB.
     if len(args.payload) > MAX_PAYLOAD:
         raise InvalidArguments(f"payload of {len(args.payload)} bytes exceeds {MAX_PAYLOAD}")
+
+
+def put(ctx: CallContext, args: EvidencePut) -> EvidencePutResult:
+    """Deposit a digest; a second deposit of the same digest returns the original height and time."""
+    # The arguments keep within the deposit's limits (a block may hold what admission refused).
+    check_put(args)
     key = digest_key(args.digest)
     existing = ctx.state.get(key)
     if existing is not None:
@@ -93,7 +102,7 @@ def put(ctx: CallContext, args: EvidencePut) -> EvidencePutResult:
     return EvidencePutResult(args.digest, ctx.height, ctx.time, ctx.tx_hash, False)
 
 
-CONTRACT = Contract("evidence", {"put": Method("put", EvidencePut, put)})
+CONTRACT = Contract("evidence", {"put": Method("put", EvidencePut, put, check_put)})
 
 
 def decode_record(raw: bytes) -> EvidenceRecord:

@@ -11,6 +11,12 @@ from zhongshu.execution.context import CallContext
 from zhongshu.execution.errors import InvalidArguments, UnknownContract, UnknownMethod
 
 Handler = Callable[[CallContext, Any], Any]
+ArgsCheck = Callable[[Any], None]
+"""A stateless rule on decoded arguments; raises InvalidArguments when they break it."""
+
+
+def no_limits(args: Any) -> None:
+    """The check of a method whose arguments have no limits beyond their type."""
 
 
 @dataclass(frozen=True)
@@ -18,12 +24,20 @@ class Method:
     name: str
     args_type: type
     handler: Handler
+    check: ArgsCheck = no_limits
+    """The contract's stated limits on the arguments, stateless. Admission runs it before the
+    signature check (so a breach is refused, not committed as a failure), and the handler runs
+    the same function when it executes: one rule, two callers."""
 
     def decode_args(self, raw: bytes) -> Any:
         try:
             return decode(raw, self.args_type)
         except DecodeError as exc:
             raise InvalidArguments(f"{self.name}: {exc}") from None
+
+    def check_args(self, args: Any) -> None:
+        """Raise InvalidArguments unless the decoded ``args`` keep within the method's limits."""
+        self.check(args)
 
 
 @dataclass
