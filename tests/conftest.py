@@ -21,6 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from zhongshu.crypto import get_suite
+from zhongshu.ledger.genesis import load_genesis
+from zhongshu.ledger.hashing import compute_genesis_hash
+
 READY_TIMEOUT = 30.0
 """Seconds a node may take from exec to answering its status route."""
 STOP_TIMEOUT = 15.0
@@ -62,6 +66,12 @@ def run_cli(
         cwd=cwd,
         check=False,
     )
+
+
+def genesis_hash_of(path: Path) -> bytes:
+    """The genesis hash of the chain a genesis.json describes: what its transactions sign."""
+    genesis = load_genesis(path)
+    return compute_genesis_hash(get_suite(genesis.suite).hasher(), genesis)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -184,6 +194,10 @@ class NodeProcess:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    def genesis_hash(self) -> bytes:
+        """The chain's genesis hash from its status: every transaction for it signs this."""
+        return bytes.fromhex(self.status()["genesis_hash"])
+
     def log(self) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -237,6 +251,21 @@ def module_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProces
     node = start_node(tmp_path_factory.mktemp("module-node"))
     yield node
     _release(node)
+
+
+@pytest.fixture(scope="module")
+def module_twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """Two networks of one node each whose chains share the name ``main``, with two geneses."""
+    base = tmp_path_factory.mktemp("twins")
+    first = start_node(base, name="network-a")
+    try:
+        second = start_node(base, name="network-b")
+    except BaseException:
+        _release(first)
+        raise
+    yield first, second
+    _release(second)
+    _release(first)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -43,6 +43,12 @@ def key() -> PrivateKey:
 
 
 @pytest.fixture(scope="module")
+def genesis(module_node: NodeProcess) -> bytes:
+    """The genesis hash of the module's chain, which every transaction signs."""
+    return module_node.genesis_hash()
+
+
+@pytest.fixture(scope="module")
 def http(module_node: NodeProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=module_node.api(), timeout=HTTP_TIMEOUT) as client:
         yield client
@@ -51,10 +57,11 @@ def http(module_node: NodeProcess) -> Iterator[httpx.Client]:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def evidence(key: PrivateKey, **overrides: Any) -> Transaction:
+def evidence(key: PrivateKey, genesis: bytes, **overrides: Any) -> Transaction:
     """A correctly signed evidence.put of a fresh random digest; ``overrides`` are signed too."""
     fields: dict[str, Any] = {
         "chain_id": "main",
+        "genesis_hash": genesis,
         "contract": "evidence",
         "method": "put",
         "args": EvidencePut(os.urandom(32), "contract.pdf", {"dept": "court"}),
@@ -103,9 +110,9 @@ def commit(http: httpx.Client, txs: list[Transaction]) -> list[dict[str, Any]]:
     return list(body["receipts"])
 
 
-def assert_not_committed(http: httpx.Client, key: PrivateKey, hashes: list[str]) -> None:
+def assert_not_committed(http: httpx.Client, key: PrivateKey, genesis: bytes, hashes: list[str]) -> None:
     """After one more block, none of ``hashes`` is known to the node (neither pending nor committed)."""
-    commit(http, [evidence(key)])
+    commit(http, [evidence(key, genesis)])
     for h in hashes:
         response = http.get(f"/txs/{h}")
         assert response.status_code == 404, f"{h}: {response.text}"
@@ -123,41 +130,41 @@ def test_malformed_json_body(module_node: NodeProcess, http: httpx.Client, body:
     assert_problem(post(http, body), 400, "malformed-transaction", module_node)
 
 
-def _missing_field(key: PrivateKey) -> dict[str, Any]:
-    doc = tx_to_json(evidence(key))
+def _missing_field(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    doc = tx_to_json(evidence(key, genesis))
     del doc["nonce"]
     return doc
 
 
-def _extra_field(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "fee": 1}
+def _extra_field(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "fee": 1}
 
 
-def _string_height(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "valid_until": "1000"}
+def _string_height(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "valid_until": "1000"}
 
 
-def _negative_nonce(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "nonce": -1}
+def _negative_nonce(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "nonce": -1}
 
 
-def _nonce_over_64_bits(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "nonce": 2**64}
+def _nonce_over_64_bits(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "nonce": 2**64}
 
 
-def _bad_hex_field(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "args": "not-hex"}
+def _bad_hex_field(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "args": "not-hex"}
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        lambda key: {"foo": 1},
-        lambda key: [1, 2],
-        lambda key: "a string",
-        lambda key: None,
-        lambda key: 42,
-        lambda key: [],
+        lambda key, genesis: {"foo": 1},
+        lambda key, genesis: [1, 2],
+        lambda key, genesis: "a string",
+        lambda key, genesis: None,
+        lambda key, genesis: 42,
+        lambda key, genesis: [],
         _missing_field,
         _extra_field,
         _string_height,
@@ -181,24 +188,28 @@ def _bad_hex_field(key: PrivateKey) -> dict[str, Any]:
     ],
 )
 def test_json_of_the_wrong_shape(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, make: Any
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, make: Any
 ) -> None:
-    assert_problem(post(http, make(key)), 400, "malformed-transaction", module_node)
+    assert_problem(post(http, make(key, genesis)), 400, "malformed-transaction", module_node)
 
 
 # -- signatures and keys ------------------------------------------------------------------
 
 
-def test_signature_by_another_key(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
+def test_signature_by_another_key(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
     other = SM.generate_private_key()
-    doc = tx_to_json(evidence(other))
+    doc = tx_to_json(evidence(other, genesis))
     doc["sender"] = key.public_hex()
     problem = assert_problem(post(http, doc), 400, "invalid-signature", module_node)
     assert "signature" in problem["detail"]
 
 
-def test_truncated_der_signature(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
-    tx = evidence(key)
+def test_truncated_der_signature(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
+    tx = evidence(key, genesis)
     # An SM2 signature is DER: SEQUENCE { INTEGER r, INTEGER s }; cutting it breaks the encoding.
     assert tx.signature[0] == 0x30
     for cut in (1, 8, len(tx.signature) - 2):
@@ -212,14 +223,16 @@ def test_truncated_der_signature(module_node: NodeProcess, http: httpx.Client, k
     ids=["empty", "zero-byte", "bare-sequence-tag", "zeros", "ones", "r-s-one", "random"],
 )
 def test_garbage_signature(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, signature: str
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, signature: str
 ) -> None:
-    doc = {**tx_to_json(evidence(key)), "signature": signature}
+    doc = {**tx_to_json(evidence(key, genesis)), "signature": signature}
     assert_problem(post(http, doc), 400, "invalid-signature", module_node)
 
 
-def test_non_hex_signature(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
-    doc = {**tx_to_json(evidence(key)), "signature": "zz" * 70}
+def test_non_hex_signature(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
+    doc = {**tx_to_json(evidence(key, genesis)), "signature": "zz" * 70}
     assert_problem(post(http, doc), 400, "malformed-transaction", module_node)
 
 
@@ -241,9 +254,9 @@ def _off_curve_point() -> bytes:
     ids=["off-curve", "coordinates-over-p", "33-bytes", "41-bytes", "empty", "prefix-only"],
 )
 def test_garbage_public_key(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, sender: bytes
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, sender: bytes
 ) -> None:
-    doc = {**tx_to_json(evidence(key)), "sender": sender.hex()}
+    doc = {**tx_to_json(evidence(key, genesis)), "sender": sender.hex()}
     assert_problem(post(http, doc), 400, "invalid-public-key", module_node)
 
 
@@ -260,8 +273,10 @@ def test_garbage_public_key(
         ("GET", "/genesis"),
     ],
 )
-def test_unknown_chain_in_the_url(module_node: NodeProcess, key: PrivateKey, method: str, path: str) -> None:
-    body = tx_to_json(evidence(key, chain_id="nochain")) if method == "POST" else None
+def test_unknown_chain_in_the_url(
+    module_node: NodeProcess, key: PrivateKey, genesis: bytes, method: str, path: str
+) -> None:
+    body = tx_to_json(evidence(key, genesis, chain_id="nochain")) if method == "POST" else None
     response = httpx.request(
         method, f"{module_node.url}/v1/chains/nochain{path}", json=body, timeout=HTTP_TIMEOUT
     )
@@ -269,16 +284,23 @@ def test_unknown_chain_in_the_url(module_node: NodeProcess, key: PrivateKey, met
     assert "nochain" in problem["detail"] and "main" in problem["detail"]
 
 
-def test_unknown_contract(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
+def test_unknown_contract(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
     problem = assert_problem(
-        post(http, tx_to_json(evidence(key, contract="nosuch"))), 400, "unknown-contract", module_node
+        post(http, tx_to_json(evidence(key, genesis, contract="nosuch"))),
+        400,
+        "unknown-contract",
+        module_node,
     )
     assert "nosuch" in problem["detail"]
 
 
-def test_unknown_method(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
+def test_unknown_method(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
     problem = assert_problem(
-        post(http, tx_to_json(evidence(key, method="erase"))), 400, "unknown-method", module_node
+        post(http, tx_to_json(evidence(key, genesis, method="erase"))), 400, "unknown-method", module_node
     )
     assert "erase" in problem["detail"]
 
@@ -296,23 +318,30 @@ def test_unknown_method(module_node: NodeProcess, http: httpx.Client, key: Priva
     ids=["empty", "reserved-byte", "numbers", "wrong-tag", "wrong-field-type", "trailing-byte"],
 )
 def test_arguments_that_do_not_decode(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, args: bytes
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, args: bytes
 ) -> None:
-    assert_problem(post(http, tx_to_json(evidence(key, args=args))), 400, "invalid-arguments", module_node)
+    assert_problem(
+        post(http, tx_to_json(evidence(key, genesis, args=args))), 400, "invalid-arguments", module_node
+    )
 
 
-def test_expired(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
+def test_expired(module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes) -> None:
     height = module_node.status()["height"]
     for valid_until in (0, height):
         problem = assert_problem(
-            post(http, tx_to_json(evidence(key, valid_until=valid_until))), 400, "expired", module_node
+            post(http, tx_to_json(evidence(key, genesis, valid_until=valid_until))),
+            400,
+            "expired",
+            module_node,
         )
         assert str(valid_until) in problem["detail"]
 
 
-def test_wrong_chain_id_inside_the_tx(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
+def test_wrong_chain_id_inside_the_tx(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
     problem = assert_problem(
-        post(http, tx_to_json(evidence(key, chain_id="other"))), 400, "wrong-chain-id", module_node
+        post(http, tx_to_json(evidence(key, genesis, chain_id="other"))), 400, "wrong-chain-id", module_node
     )
     assert "other" in problem["detail"]
 
@@ -320,19 +349,25 @@ def test_wrong_chain_id_inside_the_tx(module_node: NodeProcess, http: httpx.Clie
 # -- duplicates ---------------------------------------------------------------------------
 
 
-def test_duplicate_of_a_committed_tx(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
-    tx = evidence(key)
+def test_duplicate_of_a_committed_tx(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
+    tx = evidence(key, genesis)
     commit(http, [tx])
     problem = assert_problem(post(http, tx_to_json(tx)), 409, "duplicate", module_node)
     assert tx_hash(tx) in problem["detail"]
     # A fresh signature over the same body is the same transaction.
-    again = sign_tx(key, tx.chain_id, tx.contract, tx.method, tx.args, tx.valid_until, tx.nonce)
+    again = sign_tx(
+        key, tx.chain_id, tx.genesis_hash, tx.contract, tx.method, tx.args, tx.valid_until, tx.nonce
+    )
     assert again.signature != tx.signature
     assert_problem(post(http, tx_to_json(again)), 409, "duplicate", module_node)
 
 
-def test_duplicate_of_a_pending_tx(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
-    tx = evidence(key)
+def test_duplicate_of_a_pending_tx(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
+    tx = evidence(key, genesis)
     first = post(http, tx_to_json(tx))
     assert first.status_code == 202, first.text
     # Pending or already committed by now: a duplicate either way.
@@ -340,12 +375,12 @@ def test_duplicate_of_a_pending_tx(module_node: NodeProcess, http: httpx.Client,
 
 
 def test_batch_holding_the_same_tx_twice(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
-    tx = evidence(key)
+    tx = evidence(key, genesis)
     problem = assert_problem(post(http, [tx_to_json(tx), tx_to_json(tx)]), 409, "batch-refused", module_node)
     assert [(e["index"], e["type"]) for e in problem["errors"]] == [(1, "duplicate")]
-    assert_not_committed(http, key, [tx_hash(tx)])
+    assert_not_committed(http, key, genesis, [tx_hash(tx)])
 
 
 # -- sizes --------------------------------------------------------------------------------
@@ -372,20 +407,22 @@ def test_oversized_streamed_body(module_node: NodeProcess, http: httpx.Client) -
     assert_problem(response, 413, "body-too-large", module_node)
 
 
-def test_oversized_single_transaction(module_node: NodeProcess, http: httpx.Client, key: PrivateKey) -> None:
+def test_oversized_single_transaction(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
+) -> None:
     limit = ChainParams().max_tx_bytes
     assert limit == 96 * 1024
-    tx = evidence_tx(key, "main", os.urandom(32), "big.bin", FAR, payload=os.urandom(limit))
+    tx = evidence_tx(key, "main", genesis, os.urandom(32), "big.bin", FAR, payload=os.urandom(limit))
     assert len(encode(tx)) > limit
     problem = assert_problem(post(http, tx_to_json(tx)), 413, "too-large", module_node)
     assert str(limit) in problem["detail"]
 
 
 def test_payload_over_the_contract_limit_fails_on_chain(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
     # Under max_tx_bytes the gateway admits it; the evidence contract refuses a payload > 64 KiB.
-    tx = evidence_tx(key, "main", os.urandom(32), "big.bin", FAR, payload=b"\x00" * (64 * 1024 + 1))
+    tx = evidence_tx(key, "main", genesis, os.urandom(32), "big.bin", FAR, payload=b"\x00" * (64 * 1024 + 1))
     (receipt,) = commit(http, [tx])
     assert receipt["receipt"]["status"] == "failed"
     assert "payload" in receipt["receipt"]["error"]
@@ -394,20 +431,20 @@ def test_payload_over_the_contract_limit_fails_on_chain(
 # -- batches ------------------------------------------------------------------------------
 
 
-def _bad_hex(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "sender": "xyz"}
+def _bad_hex(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "sender": "xyz"}
 
 
-def _bad_chain(key: PrivateKey) -> dict[str, Any]:
-    return tx_to_json(evidence(key, chain_id="other"))
+def _bad_chain(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return tx_to_json(evidence(key, genesis, chain_id="other"))
 
 
-def _bad_signature(key: PrivateKey) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key)), "signature": "00" * 70}
+def _bad_signature(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "signature": "00" * 70}
 
 
-def _expired(key: PrivateKey) -> dict[str, Any]:
-    return tx_to_json(evidence(key, valid_until=0))
+def _expired(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return tx_to_json(evidence(key, genesis, valid_until=0))
 
 
 @pytest.mark.parametrize(
@@ -421,26 +458,32 @@ def _expired(key: PrivateKey) -> dict[str, Any]:
     ids=["bad-hex", "wrong-chain", "expired", "bad-signature"],
 )
 def test_batch_with_one_bad_tx_is_refused_whole(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, make_bad: Any, code: str
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, make_bad: Any, code: str
 ) -> None:
-    good = [evidence(key) for _ in range(4)]
-    body = [tx_to_json(good[0]), tx_to_json(good[1]), make_bad(key), tx_to_json(good[2]), tx_to_json(good[3])]
+    good = [evidence(key, genesis) for _ in range(4)]
+    body = [
+        tx_to_json(good[0]),
+        tx_to_json(good[1]),
+        make_bad(key, genesis),
+        tx_to_json(good[2]),
+        tx_to_json(good[3]),
+    ]
     problem = assert_problem(
         post(http, body, wait="commit", timeout=COMMIT_TIMEOUT), 400, "batch-refused", module_node
     )
     assert [(e["index"], e["type"]) for e in problem["errors"]] == [(2, code)]
     assert all(e["detail"] for e in problem["errors"])
     assert "index 2" in problem["detail"]
-    assert_not_committed(http, key, [tx_hash(t) for t in good])
+    assert_not_committed(http, key, genesis, [tx_hash(t) for t in good])
 
 
 def test_bad_wait_parameter_refuses_without_pooling(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
-    tx = evidence(key)
+    tx = evidence(key, genesis)
     assert_problem(post(http, tx_to_json(tx), wait="soon"), 400, "malformed-transaction", module_node)
     # A refused request must not have admitted its transaction.
-    assert_not_committed(http, key, [tx_hash(tx)])
+    assert_not_committed(http, key, genesis, [tx_hash(tx)])
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -480,9 +523,9 @@ def test_block_height_beyond_64_bits(module_node: NodeProcess, http: httpx.Clien
 
 
 def test_wait_commit_receipts_then_tx_and_block_views(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
-    txs = [evidence(key) for _ in range(3)]
+    txs = [evidence(key, genesis) for _ in range(3)]
     receipts = commit(http, txs)
     assert [r["tx_hash"] for r in receipts] == [tx_hash(t) for t in txs]
     for r in receipts:
@@ -514,9 +557,9 @@ def test_wait_commit_receipts_then_tx_and_block_views(
 
 
 def test_submit_without_wait_is_accepted_then_commits(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
-    tx = evidence(key)
+    tx = evidence(key, genesis)
     response = post(http, tx_to_json(tx))
     assert response.status_code == 202, response.text
     assert response.json() == {"status": "pending", "tx_hashes": [tx_hash(tx)]}
@@ -527,9 +570,9 @@ def test_submit_without_wait_is_accepted_then_commits(
 
 
 def test_events_stream_a_block_after_a_submit(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
-    tx = evidence(key)
+    tx = evidence(key, genesis)
     found: dict[str, Any] = {}
     blocks: list[dict[str, Any]] = []
     deadline = time.monotonic() + 20
@@ -571,10 +614,10 @@ def test_events_stream_a_block_after_a_submit(
 
 
 def test_zz_node_still_serves_and_commits(
-    module_node: NodeProcess, http: httpx.Client, key: PrivateKey
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
     """Runs last in this module: after every refusal above, a valid transaction still commits."""
     assert_serving(module_node)
-    receipts = commit(http, [evidence(key), evidence(key)])
+    receipts = commit(http, [evidence(key, genesis), evidence(key, genesis)])
     assert all(r["receipt"]["status"] == "ok" for r in receipts)
     assert module_node.status()["height"] >= receipts[0]["height"]

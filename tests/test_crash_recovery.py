@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import NodeProcess, wait_for
+from conftest import NodeProcess, genesis_hash_of, wait_for
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.hashing import compute_tx_hash
@@ -53,6 +53,7 @@ class Stream:
 
     url: str
     key: PrivateKey
+    genesis_hash: bytes
     committed: dict[str, Record] = field(default_factory=dict)
     phase: str = "idle"
     """What the client is doing right now: 'batch', 'single', 'proof' or 'idle'."""
@@ -81,7 +82,15 @@ class Stream:
 
     def _submit(self, http: httpx.Client, size: int) -> None:
         txs = [
-            evidence_tx(self.key, "main", os.urandom(32), f"scan-{self.sent}-{i}.jpg", FAR, {"n": str(i)})
+            evidence_tx(
+                self.key,
+                "main",
+                self.genesis_hash,
+                os.urandom(32),
+                f"scan-{self.sent}-{i}.jpg",
+                FAR,
+                {"n": str(i)},
+            )
             for i in range(size)
         ]
         body = [tx_to_json(t) for t in txs] if size > 1 else tx_to_json(txs[0])
@@ -132,7 +141,9 @@ def check_recovered(node: NodeProcess, committed: dict[str, Record], genesis: An
 
 def commit_one(node: NodeProcess, key: PrivateKey, timeout: float = 10.0) -> int:
     """Commit one fresh transaction; return its height."""
-    tx = evidence_tx(key, "main", os.urandom(32), "after-restart.txt", FAR)
+    tx = evidence_tx(
+        key, "main", genesis_hash_of(node.genesis_path), os.urandom(32), "after-restart.txt", FAR
+    )
     params = {"wait": "commit", "timeout": str(timeout)}
     response = httpx.post(node.api("/txs"), json=tx_to_json(tx), params=params, timeout=timeout + 20)
     assert response.status_code == 200, response.text
@@ -147,7 +158,7 @@ def test_kill_9_mid_stream_loses_nothing_committed(node_factory: Any, suite: str
     committed: dict[str, Record] = {}
     # Three moments: a batch in flight, a single transaction in flight, proofs being fetched.
     for round_no, moment in enumerate(("batch", "single", "proof")):
-        stream = Stream(node.api(), key)
+        stream = Stream(node.api(), key, genesis_hash_of(node.genesis_path))
         client = threading.Thread(target=stream.run, name=f"client-{round_no}", daemon=True)
         client.start()
         wait_for(
@@ -186,7 +197,9 @@ def test_restart_after_a_crash_between_signing_and_storing(node: NodeProcess) ->
     tip = commit_one(node, key)
     assert node.stop() == 0, node.log()
     node.restart({"ZHONGSHU_CRASH_POINT": "after-sign"})
-    tx = evidence_tx(key, "main", os.urandom(32), "in-the-window.txt", FAR)
+    tx = evidence_tx(
+        key, "main", genesis_hash_of(node.genesis_path), os.urandom(32), "in-the-window.txt", FAR
+    )
     tx_hash = compute_tx_hash(get_suite("sm").hasher(), tx).hex()
     with contextlib.suppress(httpx.HTTPError):
         httpx.post(node.api("/txs"), json=tx_to_json(tx), params={"wait": "commit"}, timeout=10)

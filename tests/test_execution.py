@@ -10,13 +10,14 @@ from zhongshu.ledger.evidence_args import EvidencePut
 from zhongshu.ledger.types import STATUS_FAILED, STATUS_OK, Transaction
 
 SENDER = b"\x04" + b"\x11" * 64
+GENESIS_HASH = b"\x22" * 32
 
 
 def _tx(
     args: object, *, contract: str = "evidence", method: str = "put", valid_until: int = 100
 ) -> Transaction:
     raw = args if isinstance(args, bytes) else encode(args)
-    return Transaction("main", SENDER, contract, method, raw, valid_until, 1, b"sig")
+    return Transaction("main", GENESIS_HASH, SENDER, contract, method, raw, valid_until, 1, b"sig")
 
 
 def _run(txs: list[Transaction], state: dict[bytes, bytes] | None = None, height: int = 5):

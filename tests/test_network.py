@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, wait_for
+from conftest import cli_env, genesis_hash_of, wait_for
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.proof import verify_bundle
@@ -147,6 +147,7 @@ class Load:
     def __init__(self, net: Network, key: PrivateKey) -> None:
         self.net = net
         self.key = key
+        self.genesis_hash = genesis_hash_of(net.root / "node0" / "genesis.json")
         self.committed: dict[str, int] = {}
         self.stop = threading.Event()
         self.errors: list[str] = []
@@ -161,7 +162,7 @@ class Load:
                     return
                 i = live[n % len(live)]
                 n += 1
-                tx = evidence_tx(self.key, "main", os.urandom(32), f"load-{n}", FAR)
+                tx = evidence_tx(self.key, "main", self.genesis_hash, os.urandom(32), f"load-{n}", FAR)
                 try:
                     r = http.post(
                         f"{self.net.url(i)}/txs",
@@ -242,7 +243,8 @@ def test_two_of_four_stopped_halts_without_fork(network: Network) -> None:
     assert net.stop(2) == 0 and net.stop(3) == 0
     stalled = max(net.height(0), net.height(1))
     # With half the power gone no block can gather more than 2/3: a deposit does not commit.
-    tx = evidence_tx(key, "main", os.urandom(32), "while-halted", FAR)
+    genesis_hash = genesis_hash_of(net.root / "node0" / "genesis.json")
+    tx = evidence_tx(key, "main", genesis_hash, os.urandom(32), "while-halted", FAR)
     r = httpx.post(
         f"{net.url(0)}/txs", json=tx_to_json(tx), params={"wait": "commit", "timeout": "3"}, timeout=15
     )

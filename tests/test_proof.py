@@ -11,10 +11,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zhongshu.codec import encode, encode_json
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.genesis import genesis_from_json
 from zhongshu.ledger.hashing import (
     compute_block_hash,
     compute_genesis_hash,
@@ -73,14 +75,25 @@ class Chain:
         self.state_root = b"\x00" * 32
         self.nonce = 0
 
-    def tx(self, contract: str, method: str, args: bytes, *, chain_id: str = CHAIN_ID) -> Transaction:
+    def tx(
+        self,
+        contract: str,
+        method: str,
+        args: bytes,
+        *,
+        chain_id: str = CHAIN_ID,
+        genesis_hash: bytes | None = None,
+    ) -> Transaction:
         self.nonce += 1
-        fields = (chain_id, self.client.public_bytes(), contract, method, args, 1000, self.nonce)
+        genesis = compute_genesis_hash(self.h, self.genesis) if genesis_hash is None else genesis_hash
+        fields = (chain_id, genesis, self.client.public_bytes(), contract, method, args, 1000, self.nonce)
         return Transaction(*fields, signature=self.client.sign(encode(TxBody(*fields))))
 
-    def evidence_tx(self, name: str, *, chain_id: str = CHAIN_ID) -> Transaction:
+    def evidence_tx(
+        self, name: str, *, chain_id: str = CHAIN_ID, genesis_hash: bytes | None = None
+    ) -> Transaction:
         args = EvidencePut(self.suite.hash(name.encode()), name, {"case": "2024-001"}, b"")
-        return self.tx("evidence", "put", encode(args), chain_id=chain_id)
+        return self.tx("evidence", "put", encode(args), chain_id=chain_id, genesis_hash=genesis_hash)
 
     def receipt(self, tx: Transaction, status: int = STATUS_OK) -> Receipt:
         tx_hash = compute_tx_hash(self.h, tx)
@@ -553,9 +566,9 @@ def test_block_commit_under_another_validator_set_is_refused() -> None:
 def test_non_canonical_encoding_is_named_as_such(sm_chain: Chain) -> None:
     bundle = sm_chain.bundle(3, 1)
     raw = bytes.fromhex(bundle["tx"]["encoded"])
-    assert raw[0] == 0x99  # fixarray of 9: the tag and eight fields
+    assert raw[0] == 0x9A  # fixarray of 10: the tag and nine fields
     # The same array written as an array 16: the same value, but not its one canonical encoding.
-    bundle["tx"]["encoded"] = (b"\xdc\x00\x09" + raw[1:]).hex()
+    bundle["tx"]["encoded"] = (b"\xdc\x00\x0a" + raw[1:]).hex()
     with pytest.raises(ProofInvalid, match="tx.encoded is not a canonical Transaction"):
         verify_bundle(bundle, trusted=None)
 
@@ -585,6 +598,29 @@ def test_wrong_chain_id_fails(chain: Chain) -> None:
     odd.add_block([odd.evidence_tx("a.pdf"), odd.evidence_tx("b.pdf", chain_id="another-chain")])
     assert verify_bundle(odd.bundle(1, 0), trusted=odd.genesis).height == 1
     with pytest.raises(ProofInvalid, match="chain ids disagree"):
+        verify_bundle(odd.bundle(1, 1), trusted=odd.genesis)
+
+
+def test_bundle_of_a_same_named_network_fails_with_its_genesis(chain: Chain) -> None:
+    # Another network: the same chain name, suite and validators, created a moment later.
+    twin = Genesis(CHAIN_ID, chain.suite.name, GENESIS_TIME + 1, chain.vset, ChainParams())
+    bundle = roundtrip(chain.bundle(3, 1))
+    proof = verify_bundle(bundle, trusted=chain.genesis)
+    assert proof.genesis_hash == compute_genesis_hash(chain.h, chain.genesis)
+    with pytest.raises(ProofInvalid, match="signed for another network's chain"):
+        verify_bundle(bundle, trusted=twin)
+
+
+def test_transaction_naming_another_genesis_fails_with_trust(chain: Chain) -> None:
+    # A block (wrongly) holds a transaction signed for the same name on another network.
+    odd = Chain(chain.suite.name)
+    twin = Genesis(CHAIN_ID, chain.suite.name, GENESIS_TIME + 1, odd.vset, ChainParams())
+    foreign = compute_genesis_hash(odd.h, twin)
+    odd.add_block([odd.evidence_tx("a.pdf"), odd.evidence_tx("b.pdf", genesis_hash=foreign)])
+    assert verify_bundle(odd.bundle(1, 0), trusted=odd.genesis).height == 1
+    # Without trust there is no genesis to compare with: the hash is reported, not checked.
+    assert verify_bundle(odd.bundle(1, 1), trusted=None).genesis_hash == foreign
+    with pytest.raises(ProofInvalid, match=f"names genesis hash {foreign.hex()}"):
         verify_bundle(odd.bundle(1, 1), trusted=odd.genesis)
 
 
@@ -651,6 +687,14 @@ def test_builder_refuses_inputs_that_do_not_fit(sm_chain: Chain) -> None:
 # The format document's worked examples are what the code computes.
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "proof-format.md"
+RFC8032_TEST1_SECRET = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+RFC8032_TEST1_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+
+
+def annotated_bytes(text: str, marker: str) -> bytes:
+    """The bytes of the one annotated dump (a code block) of the page that contains ``marker``."""
+    (dump,) = [block for block in text.split("```") if marker in block]
+    return bytes.fromhex("".join(re.findall(r"^((?:[0-9a-f]{2} )*[0-9a-f]{2})", dump, flags=re.M)))
 
 
 def test_documented_examples_match_the_code() -> None:
@@ -661,15 +705,43 @@ def test_documented_examples_match_the_code() -> None:
     assert sm_vote.hex() in text
     assert sm.hash(sm_vote).hex() in text
     # The annotated dump, read back byte by byte, is the same 48 bytes.
-    (dump,) = [block for block in text.split("```") if "fixarray, 6 elements" in block]
-    annotated = "".join(re.findall(r"^((?:[0-9a-f]{2} )*[0-9a-f]{2})", dump, flags=re.M))
-    assert bytes.fromhex(annotated) == sm_vote
+    assert annotated_bytes(text, "(kind = precommit)") == sm_vote
     nil_vote = encode(Vote(PRECOMMIT, "demo", 300, 1, b""))
     assert nil_vote.hex() == "96a4766f746502a464656d6fcd012c01c400"
     assert "96 a4766f7465 02 a464656d6f cd012c 01 c400" in text
     intl_vote = encode(Vote(PRECOMMIT, "demo", 5, 0, intl.hash(b"abc")))
     assert intl_vote.hex() in text
-    public = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    public = RFC8032_TEST1_PUBLIC
     signature = re.search(r"Ed25519 signature is\s+`([0-9a-f]{128})`", text)
     assert signature and public in text
     assert intl.verify(bytes.fromhex(public), intl_vote, bytes.fromhex(signature.group(1)))
+
+
+def test_documented_genesis_hash_and_transaction_match_the_code() -> None:
+    text = DOC.read_text()
+    intl = get_suite("intl")
+    public = bytes.fromhex(RFC8032_TEST1_PUBLIC)
+    # The genesis.json of the example, read as a node reads it, encodes to the documented bytes.
+    (doc,) = [block.removeprefix("json") for block in text.split("```") if '"chain_id": "demo"' in block]
+    genesis = genesis_from_json(json.loads(doc))
+    assert genesis == Genesis(
+        "demo", "intl", 1_700_000_000_000, ValidatorSet([Validator(public, 1, "v0")]), ChainParams()
+    )
+    encoded_genesis = encode(genesis)
+    assert annotated_bytes(text, 'fixstr, 7 bytes: "genesis"') == encoded_genesis
+    assert encoded_genesis.hex() in text
+    genesis_hash = compute_genesis_hash(intl.hasher(), genesis)
+    assert f"the **genesis hash** of this chain, is\n`{genesis_hash.hex()}`" in text
+    # The deposit signs that genesis hash; its bytes, hash and signature are the documented ones.
+    args = encode(EvidencePut(intl.hash(b"abc"), "a.txt", {}, b""))
+    body = TxBody("demo", genesis_hash, public, "evidence", "put", args, 100, 1)
+    sign_bytes = encode(body)
+    assert annotated_bytes(text, "bin8, 32 bytes follow            (genesis_hash)") == sign_bytes
+    assert sign_bytes.hex() in text
+    assert compute_tx_hash(intl.hasher(), body).hex() in text
+    signature = re.search(
+        r"signature over it \(the Transaction's last element\) is\s+`([0-9a-f]{128})`", text
+    )
+    assert signature and intl.verify(public, sign_bytes, bytes.fromhex(signature.group(1)))
+    secret = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(RFC8032_TEST1_SECRET))
+    assert secret.sign(sign_bytes).hex() == signature.group(1)

@@ -30,6 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from zhongshu.crypto import get_suite
+from zhongshu.ledger.genesis import load_genesis
+from zhongshu.ledger.hashing import compute_genesis_hash
 from zhongshu.node.home import init_single_home
 
 VERIFY_SECONDS = 3.0
@@ -66,19 +68,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _presign(job: tuple[str, str, int, int]) -> list[bytes]:
+def _presign(job: tuple[str, str, bytes, int, int]) -> list[bytes]:
     """Sign ``count`` evidence deposits with a fresh client key (runs in a worker process)."""
     from zhongshu.codec import encode_json
     from zhongshu.node.txcheck import tx_to_json
     from zhongshu.sdk.client import evidence_tx
 
-    suite_name, chain_id, valid_until, count = job
+    suite_name, chain_id, genesis_hash, valid_until, count = job
     suite = get_suite(suite_name)
     key = suite.generate_private_key()
     out = []
     for _ in range(count):
         digest = suite.hash(secrets.token_bytes(32))
-        tx = evidence_tx(key, chain_id, digest, "bench.bin", valid_until)
+        tx = evidence_tx(key, chain_id, genesis_hash, digest, "bench.bin", valid_until)
         out.append(encode_json(tx_to_json(tx)))
     return out
 
@@ -207,10 +209,8 @@ def _wait_ready(url: str, chain: str, proc: subprocess.Popen[bytes], deadline: f
     raise RuntimeError("the node did not become ready in time")
 
 
-def _start_nodes(
-    tmp: Path, nodes: int, suite: str, profile: bool
-) -> tuple[list[str], list[subprocess.Popen[bytes]], Path]:
-    """Create a chain of ``nodes`` validators in ``tmp`` and start one process per node."""
+def _init_homes(tmp: Path, nodes: int, suite: str) -> tuple[list[Path], list[str]]:
+    """Create a chain of ``nodes`` validators in ``tmp``: their homes and API URLs."""
     now_ms = time.time_ns() // 1_000_000
     if nodes == 1:
         port = free_port()
@@ -223,6 +223,14 @@ def _start_nodes(
         base = free_port_range(nodes)
         homes = init_network(tmp / "net", nodes, suite, base, now_ms)
         urls = [f"http://127.0.0.1:{base + i}" for i in range(nodes)]
+    return homes, urls
+
+
+def _start_nodes(
+    tmp: Path, homes: list[Path], urls: list[str], profile: bool
+) -> tuple[list[subprocess.Popen[bytes]], Path]:
+    """Start one process per node home; return once every node serves and sees its peers."""
+    nodes = len(homes)
     profile_path = tmp / "node0.prof"
     procs = []
     for i, home in enumerate(homes):
@@ -241,7 +249,7 @@ def _start_nodes(
     deadline = time.monotonic() + 90
     for url, proc in zip(urls, procs, strict=True):
         _wait_ready(url, "main", proc, deadline, peers=nodes - 1)
-    return urls, procs, profile_path
+    return procs, profile_path
 
 
 def _stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -254,10 +262,14 @@ def _stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def _presign_all(suite: str, count: int, cores: int, progress: Progress, label: str) -> list[bytes]:
+def _presign_all(
+    suite: str, genesis_hash: bytes, count: int, cores: int, progress: Progress, label: str
+) -> list[bytes]:
     ptask = progress.add_task(label, total=count)
     per_job = 500
-    jobs = [(suite, "main", 1_000_000, min(per_job, count - i)) for i in range(0, count, per_job)]
+    jobs = [
+        (suite, "main", genesis_hash, 1_000_000, min(per_job, count - i)) for i in range(0, count, per_job)
+    ]
     bodies: list[bytes] = []
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(cores) as pool:
@@ -302,13 +314,19 @@ def run_bench(
     half: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="zhongshu-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        homes, urls = _init_homes(tmp, nodes, suite)
+        # Transactions sign the genesis hash, so the chain is created before they are pre-signed.
+        genesis = load_genesis(homes[0] / "genesis.json")
+        genesis_hash = compute_genesis_hash(get_suite(suite).hasher(), genesis)
         with Progress(*columns, console=console, transient=False) as progress:
-            bodies = _presign_all(suite, txs, cores, progress, "pre-sign")
-            half_bodies = _presign_all(suite, txs // 2, cores, progress, "pre-sign") if half_load else []
+            bodies = _presign_all(suite, genesis_hash, txs, cores, progress, "pre-sign")
+            half_bodies = (
+                _presign_all(suite, genesis_hash, txs // 2, cores, progress, "pre-sign") if half_load else []
+            )
             vtask = progress.add_task("verify", total=None)
             bound = measure_verify_bound(suite, cores)
             progress.update(vtask, total=1, completed=1, description="verify")
-            urls, procs, profile_path = _start_nodes(tmp, nodes, suite, profile)
+            procs, profile_path = _start_nodes(tmp, homes, urls, profile)
             try:
                 records, start, end = asyncio.run(
                     _load(urls, "main", bodies, batch, concurrency, progress, label="full load")

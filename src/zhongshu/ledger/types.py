@@ -25,6 +25,8 @@ class TxBody(msgspec.Struct, array_like=True, frozen=True, tag="tx"):
 
     chain_id: str
     """The chain this transaction is for; a node refuses any other chain's."""
+    genesis_hash: bytes
+    """Hash of that chain's genesis (32 bytes): two chains that share a name still differ here."""
     sender: bytes
     """The sender's public key (SM2: 65 bytes 04||x||y; Ed25519: 32 bytes)."""
     contract: str
@@ -43,6 +45,7 @@ class Transaction(msgspec.Struct, array_like=True, frozen=True, tag="tx"):
     """A signed transaction: the body's fields followed by the signature."""
 
     chain_id: str
+    genesis_hash: bytes
     sender: bytes
     contract: str
     method: str
@@ -55,6 +58,7 @@ class Transaction(msgspec.Struct, array_like=True, frozen=True, tag="tx"):
     def body(self) -> TxBody:
         return TxBody(
             self.chain_id,
+            self.genesis_hash,
             self.sender,
             self.contract,
             self.method,

@@ -201,6 +201,7 @@ class ChainNode:
                 size = check_tx(
                     tx,
                     chain_id=self.chain_id,
+                    genesis_hash=self.genesis_hash,
                     registry=self.registry,
                     next_height=next_height,
                     max_tx_bytes=params.max_tx_bytes,
@@ -357,6 +358,9 @@ class ChainNode:
         params = self.genesis.params
         if len(block.txs) > params.max_block_txs or len(encode(block)) > params.max_block_bytes + 4096:
             raise InvalidBlock("block exceeds the chain's size limits")
+        # Every transaction is for this chain of this network: its chain id and its genesis.
+        if any(tx.chain_id != self.chain_id or tx.genesis_hash != self.genesis_hash for tx in block.txs):
+            raise InvalidBlock("block holds a transaction signed for another chain or genesis")
         hashes = [compute_tx_hash(self.hash, tx) for tx in block.txs]
         # No transaction is already committed or repeated in the block.
         if len(set(hashes)) != len(hashes) or any(self.store.has_txs(hashes)):

@@ -13,10 +13,18 @@ from zhongshu.ledger.types import Transaction
 from zhongshu.node import errors
 
 
+class WrongGenesis(errors.Refused):
+    """The transaction names this chain but another genesis: it was signed for another network."""
+
+    code = "wrong-genesis"
+    title = "Transaction is for another network"
+
+
 class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A transaction as the API takes it: byte fields as lowercase hex."""
 
     chain_id: str
+    genesis_hash: str
     sender: str
     contract: str
     method: str
@@ -29,6 +37,7 @@ class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def tx_to_json(tx: Transaction) -> dict[str, Any]:
     return {
         "chain_id": tx.chain_id,
+        "genesis_hash": tx.genesis_hash.hex(),
         "sender": tx.sender.hex(),
         "contract": tx.contract,
         "method": tx.method,
@@ -58,6 +67,7 @@ def tx_from_json(item: TxJSON) -> Transaction:
             raise errors.MalformedTransaction(f"field {name!r} must be an unsigned 64-bit integer")
     return Transaction(
         item.chain_id,
+        _unhex("genesis_hash", item.genesis_hash),
         _unhex("sender", item.sender),
         item.contract,
         item.method,
@@ -72,6 +82,7 @@ def check_tx(
     tx: Transaction,
     *,
     chain_id: str,
+    genesis_hash: bytes,
     registry: Registry,
     next_height: int,
     max_tx_bytes: int,
@@ -84,6 +95,14 @@ def check_tx(
     # The transaction names this chain.
     if tx.chain_id != chain_id:
         raise errors.WrongChain(f"transaction is for chain {tx.chain_id!r}, not {chain_id!r}")
+    # It names this chain's genesis: a chain of the same name on another network is not this one.
+    if tx.genesis_hash != genesis_hash:
+        named = tx.genesis_hash.hex() or "(empty)"
+        raise WrongGenesis(
+            f"transaction is for a chain {chain_id!r} of genesis hash {named}, but this network's "
+            f"{chain_id!r} has genesis hash {genesis_hash.hex()} (GET /v1/chains/{chain_id}/status, "
+            "field genesis_hash): it was signed for another network; sign it again with this hash"
+        )
     # It can still be included: valid_until is not below the next height.
     if tx.valid_until < next_height:
         raise errors.Expired(f"valid_until {tx.valid_until} is below the next block height {next_height}")

@@ -34,16 +34,19 @@ class ApiError(Exception):
 def sign_tx(
     key: PrivateKey,
     chain_id: str,
+    genesis_hash: bytes,
     contract: str,
     method: str,
     args: Any,
     valid_until: int,
     nonce: int | None = None,
 ) -> Transaction:
-    """A signed transaction; ``args`` is a msgspec Struct (or bytes already encoded)."""
+    """A signed transaction for the chain ``chain_id`` of genesis ``genesis_hash`` (its status's
+    ``genesis_hash``); ``args`` is a msgspec Struct (or bytes already encoded)."""
     raw_args = args if isinstance(args, bytes) else encode(args)
     body = TxBody(
         chain_id,
+        genesis_hash,
         key.public_bytes(),
         contract,
         method,
@@ -54,6 +57,7 @@ def sign_tx(
     signature = key.sign(encode(body))
     return Transaction(
         body.chain_id,
+        body.genesis_hash,
         body.sender,
         body.contract,
         body.method,
@@ -67,24 +71,30 @@ def sign_tx(
 def evidence_tx(
     key: PrivateKey,
     chain_id: str,
+    genesis_hash: bytes,
     digest: bytes,
     name: str,
     valid_until: int,
     metadata: dict[str, str] | None = None,
     payload: bytes = b"",
 ) -> Transaction:
-    return sign_tx(
-        key, chain_id, "evidence", "put", EvidencePut(digest, name, metadata or {}, payload), valid_until
-    )
+    args = EvidencePut(digest, name, metadata or {}, payload)
+    return sign_tx(key, chain_id, genesis_hash, "evidence", "put", args, valid_until)
 
 
 class Client:
-    """A connection to one gateway and one chain on it."""
+    """A connection to one gateway and one chain on it.
+
+    The chain's genesis hash, which every transaction signs, is read from the chain's status
+    once and kept: if the gateway later serves another network's chain of that name,
+    its transactions are refused (``wrong-genesis``) rather than signed for the new network.
+    """
 
     def __init__(self, url: str = DEFAULT_URL, chain: str = "main", timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._genesis_hash: bytes | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -110,11 +120,28 @@ class Client:
     def _chain(self, suffix: str) -> str:
         return f"/v1/chains/{self.chain}{suffix}"
 
+    def _all_pages(self, path: str, **params: str) -> list[dict[str, Any]]:
+        """Every item of a paged list route, following ``next_cursor`` to the end."""
+        items: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            page = self._call("GET", path, params={**params, "cursor": cursor} if cursor else params)
+            items.extend(page["items"])
+            if page["next_cursor"] is None:
+                return items
+            cursor = str(page["next_cursor"])
+
     def chains(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/chains")["chains"])
+        return self._all_pages("/v1/chains")
 
     def status(self) -> dict[str, Any]:
         return dict(self._call("GET", self._chain("/status")))
+
+    def genesis_hash(self) -> bytes:
+        """The chain's genesis hash, fetched from its status once and then cached."""
+        if self._genesis_hash is None:
+            self._genesis_hash = bytes.fromhex(self.status()["genesis_hash"])
+        return self._genesis_hash
 
     def genesis(self) -> Genesis:
         return genesis_from_json(self._call("GET", self._chain("/genesis")))
@@ -124,7 +151,7 @@ class Client:
     ) -> Transaction:
         """Sign a transaction for this chain, valid for ``validity`` blocks from the current height."""
         height = int(self.status()["height"])
-        return sign_tx(key, self.chain, contract, method, args, height + validity)
+        return sign_tx(key, self.chain, self.genesis_hash(), contract, method, args, height + validity)
 
     def submit(
         self, txs: Transaction | list[Transaction], *, wait: bool = True, timeout: float = 30.0
@@ -144,7 +171,8 @@ class Client:
     ) -> dict[str, Any]:
         """Deposit a digest and wait for its commit; return the receipt view."""
         height = int(self.status()["height"])
-        tx = evidence_tx(key, self.chain, digest, name, height + DEFAULT_VALIDITY, metadata, payload)
+        valid_until = height + DEFAULT_VALIDITY
+        tx = evidence_tx(key, self.chain, self.genesis_hash(), digest, name, valid_until, metadata, payload)
         return dict(self.submit(tx)["receipts"][0])
 
     def get_tx(self, tx_hash: str) -> dict[str, Any]:
@@ -161,7 +189,8 @@ class Client:
         return dict(self._call("GET", self._chain(f"/evidence/{digest}")))
 
     def list_evidence(self, owner: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", self._chain("/evidence"), params={"owner": owner})["evidence"])
+        """Every record deposited by ``owner`` (public key, hex), oldest first, page by page."""
+        return self._all_pages(self._chain("/evidence"), owner=owner)
 
     @staticmethod
     def verify_proof(

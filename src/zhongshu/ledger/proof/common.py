@@ -15,7 +15,7 @@ from zhongshu.ledger.types import (
     Transaction,
 )
 
-FORMAT = "zhongshu-proof/1"
+FORMAT = "zhongshu-proof/2"
 """The format identifier every bundle carries in ``format``."""
 
 _UINT64_LIMIT = 1 << 64
@@ -37,6 +37,8 @@ class VerifiedProof:
 
     chain_id: str
     """The chain the transaction was committed on."""
+    genesis_hash: bytes
+    """The genesis hash the transaction was signed for; checked only with a trusted genesis."""
     height: int
     """Height of the block holding the transaction."""
     time: int

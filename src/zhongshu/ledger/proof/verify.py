@@ -9,6 +9,7 @@ from zhongshu.crypto import Suite, get_suite
 from zhongshu.ledger.evidence_args import EvidencePut
 from zhongshu.ledger.hashing import (
     compute_block_hash,
+    compute_genesis_hash,
     compute_tx_hash,
     compute_validator_set_hash,
 )
@@ -150,6 +151,17 @@ def _check_anchor(suite: Suite, p: _Bundle, header: Header) -> tuple[Header, byt
     return anchor, p.anchor.hash, p.anchor.commit
 
 
+def _check_genesis_hash(suite: Suite, tx: Transaction, trusted: Genesis) -> None:
+    """The transaction was signed for the trusted genesis, not another network's chain of its name."""
+    # The genesis hash in the transaction is the hash of the trusted genesis.
+    genesis_hash = compute_genesis_hash(suite.hasher(), trusted)
+    if tx.genesis_hash != genesis_hash:
+        raise ProofInvalid(
+            f"the transaction names genesis hash {tx.genesis_hash.hex() or '(empty)'}, the trusted "
+            f"genesis hashes to {genesis_hash.hex()}: it was signed for another network's chain"
+        )
+
+
 def _check_validator_set(
     suite: Suite, p: _Bundle, signed_header: Header, trusted: Genesis | None
 ) -> ValidatorSet:
@@ -220,9 +232,10 @@ def verify_bundle(
 
     Valid means: the transaction and its successful receipt are in a block whose header is
     certified by more than 2/3 of the voting power of the validator set the header (or a newer
-    anchor header proving it through its history root) names; with ``trusted``, that set and the
-    chain are the genesis's; with ``file_digest``, the transaction deposited that digest. Every
-    readable field must equal what the encoded bytes say.
+    anchor header proving it through its history root) names; with ``trusted``, that set, the
+    chain and the genesis hash the transaction was signed for are the genesis's; with
+    ``file_digest``, the transaction deposited that digest. Every readable field must equal what
+    the encoded bytes say.
     """
     p = _read_bundle(bundle)
     suite = get_suite(p.suite)
@@ -232,6 +245,8 @@ def verify_bundle(
     _check_in_block(suite, p, header, tx_hash)
     signed_header, signed_hash, signed_commit = _check_anchor(suite, p, header)
     vset = _check_validator_set(suite, p, signed_header, trusted)
+    if trusted is not None:
+        _check_genesis_hash(suite, tx, trusted)
     signed = _check_commit(suite, p.chain_id, signed_commit, signed_header, signed_hash, vset)
     if p.anchor is not None and p.commit is not None:
         # Anchored, the block's own commit is checked too, under the same validator set.
@@ -240,6 +255,7 @@ def verify_bundle(
         _check_commit(suite, p.chain_id, p.commit, header, p.block_hash, vset)
     return VerifiedProof(
         chain_id=p.chain_id,
+        genesis_hash=tx.genesis_hash,
         height=header.height,
         time=header.time,
         tx_hash=tx_hash,
