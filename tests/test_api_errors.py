@@ -20,6 +20,7 @@ import pytest
 
 from conftest import NodeProcess
 from zhongshu.codec import encode
+from zhongshu.contracts.evidence import MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_NAME, MAX_PAYLOAD
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.evidence_args import EvidencePut
 from zhongshu.ledger.hashing import compute_tx_hash
@@ -418,14 +419,60 @@ def test_oversized_single_transaction(
     assert str(limit) in problem["detail"]
 
 
-def test_payload_over_the_contract_limit_fails_on_chain(
+# Each stated limit of evidence.put, broken by one unit: (arguments, the word the detail names).
+LIMIT_BREACHES = [
+    (EvidencePut(b"\x01" * 31, "short.pdf"), "digest"),
+    (EvidencePut(b"\x02" * 65, "long.pdf"), "digest"),
+    (EvidencePut(os.urandom(32), "n" * (MAX_NAME + 1)), "name"),
+    (EvidencePut(os.urandom(32), "名" * (MAX_NAME // 3 + 1)), "name"),
+    (
+        EvidencePut(os.urandom(32), "m.pdf", {f"k{i:02}": "" for i in range(MAX_METADATA_ENTRIES + 1)}),
+        "metadata",
+    ),
+    (EvidencePut(os.urandom(32), "m.pdf", {"k": "v" * MAX_METADATA_BYTES}), "metadata"),
+    (EvidencePut(os.urandom(32), "big.bin", {}, b"\x00" * (MAX_PAYLOAD + 1)), "payload"),
+]
+LIMIT_IDS = [
+    "digest-31",
+    "digest-65",
+    "name-bytes",
+    "name-multibyte",
+    "metadata-entries",
+    "metadata-bytes",
+    "payload",
+]
+
+
+@pytest.mark.parametrize(("args", "named"), LIMIT_BREACHES, ids=LIMIT_IDS)
+def test_arguments_over_the_contract_limits_are_refused_at_admission(
+    module_node: NodeProcess,
+    http: httpx.Client,
+    key: PrivateKey,
+    genesis: bytes,
+    args: EvidencePut,
+    named: str,
+) -> None:
+    tx = evidence(key, genesis, args=args)
+    assert len(encode(tx)) <= ChainParams().max_tx_bytes
+    problem = assert_problem(post(http, tx_to_json(tx)), 400, "argument-limit", module_node)
+    assert named in problem["detail"] and "evidence.put" in problem["detail"]
+    # The arguments are checked before the signature: a bad signature does not change the answer.
+    unsigned = {**tx_to_json(tx), "signature": "00" * 70}
+    assert_problem(post(http, unsigned), 400, "argument-limit", module_node)
+    # Refused, not committed as a failed transaction that takes block space.
+    assert_not_committed(http, key, genesis, [tx_hash(tx)])
+
+
+def test_arguments_at_the_contract_limits_commit(
     module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes
 ) -> None:
-    # Under max_tx_bytes the gateway admits it; the evidence contract refuses a payload > 64 KiB.
-    tx = evidence_tx(key, "main", genesis, os.urandom(32), "big.bin", FAR, payload=b"\x00" * (64 * 1024 + 1))
-    (receipt,) = commit(http, [tx])
-    assert receipt["receipt"]["status"] == "failed"
-    assert "payload" in receipt["receipt"]["error"]
+    metadata = {f"k{i:02}": "" for i in range(MAX_METADATA_ENTRIES)}
+    at_limits = [
+        EvidencePut(os.urandom(48), "n" * MAX_NAME, metadata, b"\x00" * MAX_PAYLOAD),
+        EvidencePut(os.urandom(64), "m.pdf", {"k": "v" * (MAX_METADATA_BYTES - 1)}),
+    ]
+    receipts = commit(http, [evidence(key, genesis, args=args) for args in at_limits])
+    assert [r["receipt"]["status"] for r in receipts] == ["ok", "ok"], receipts
 
 
 # -- batches ------------------------------------------------------------------------------
@@ -447,6 +494,10 @@ def _expired(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
     return tx_to_json(evidence(key, genesis, valid_until=0))
 
 
+def _over_limit(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return tx_to_json(evidence(key, genesis, args=EvidencePut(os.urandom(33), "x.pdf")))
+
+
 @pytest.mark.parametrize(
     ("make_bad", "code"),
     [
@@ -454,8 +505,9 @@ def _expired(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
         (_bad_chain, "wrong-chain-id"),
         (_expired, "expired"),
         (_bad_signature, "invalid-signature"),
+        (_over_limit, "argument-limit"),
     ],
-    ids=["bad-hex", "wrong-chain", "expired", "bad-signature"],
+    ids=["bad-hex", "wrong-chain", "expired", "bad-signature", "over-limit"],
 )
 def test_batch_with_one_bad_tx_is_refused_whole(
     module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, make_bad: Any, code: str

@@ -20,6 +20,13 @@ class WrongGenesis(errors.Refused):
     title = "Transaction is for another network"
 
 
+class ArgumentLimit(errors.Refused):
+    """The arguments decode but break a limit the contract states (sizes, counts)."""
+
+    code = "argument-limit"
+    title = "Arguments break the contract's limits"
+
+
 class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A transaction as the API takes it: byte fields as lowercase hex."""
 
@@ -109,12 +116,17 @@ def check_tx(
     # The contract and method exist, and the arguments decode as the method's type.
     try:
         method = registry.get_method(tx.contract, tx.method)
-        method.decode_args(tx.args)
+        args = method.decode_args(tx.args)
     except xerr.UnknownContract as exc:
         raise errors.UnknownContract(str(exc)) from None
     except xerr.UnknownMethod as exc:
         raise errors.UnknownMethod(str(exc)) from None
     except xerr.InvalidArguments as exc:
         raise errors.InvalidArguments(str(exc)) from None
+    # The arguments keep within the contract's stated limits (the rule its execution applies too).
+    try:
+        method.check_args(args)
+    except xerr.InvalidArguments as exc:
+        raise ArgumentLimit(f"{tx.contract}.{tx.method}: {exc}") from None
     # The sender key and signature are checked next, in threads (ChainNode._verify_senders).
     return size
