@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from starlette.responses import Response
@@ -32,9 +33,8 @@ STATUS: dict[type[errors.Refused], int] = {
 }
 
 
-def problem_response(
-    status: int, code: str, title: str, detail: str, instance: str = "", **extra: Any
-) -> Response:
+def problem_document(status: int, code: str, title: str, detail: str, instance: str = "") -> dict[str, Any]:
+    """The RFC 9457 fields every problem carries."""
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
         "title": title,
@@ -43,11 +43,38 @@ def problem_response(
     }
     if instance:
         body["instance"] = instance
+    return body
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str, instance: str = "", **extra: Any
+) -> Response:
+    body = problem_document(status, code, title, detail, instance)
     headers = {}
     if "retry_after" in extra:
         headers["Retry-After"] = str(extra.pop("retry_after"))
     body.update(extra)
     return Response(encode_json(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+
+
+def encode_problem_http(
+    status: int, code: str, title: str, detail: str, *, retry_after: int | None = None
+) -> bytes:
+    """A whole HTTP/1.1 response carrying a problem document, for a connection about to close.
+
+    The connection layer writes it when no application answers: a refused connection, a request
+    that did not arrive in time, broken framing.
+    """
+    body = encode_json(problem_document(status, code, title, detail))
+    head = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"content-type: {PROBLEM_TYPE}",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
+    if retry_after is not None:
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
 
 
 def refused_response(exc: errors.Refused, instance: str = "") -> Response:

@@ -6,18 +6,24 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
 from zhongshu.gateway.app import create_app
+from zhongshu.gateway.connections import ConnectionLimits, connection_cap, guarded_protocol
+from zhongshu.gateway.ratelog import install_rate_limit, remove_rate_limit
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import load_home
 from zhongshu.node.signer import Signer
 from zhongshu.node.solo_node import SoloNode
 
 log = logging.getLogger("zhongshu.node")
+
+RATE_LIMITED_LOGGERS = ["zhongshu.gateway", "uvicorn.error"]
+"""The HTTP layer's loggers: what hostile clients cause is logged once per interval, not per event."""
 
 
 class NodeHalted(RuntimeError):
@@ -49,11 +55,13 @@ async def serve_home(
             genesis, config.data_dir, Signer(key, home / "signer_state.json"), crash_point=crash_point
         )
     app = create_app({genesis.chain_id: node})
+    limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
     uv = uvicorn.Server(
         uvicorn.Config(
             app,
             host=config.api_host,
             port=port or config.api_port,
+            http=guarded_protocol(limits),
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -79,9 +87,11 @@ async def serve_home(
             on_ready(url)
 
     announcer = asyncio.create_task(announce())
+    limiter = install_rate_limit(RATE_LIMITED_LOGGERS)
     try:
         await uv.serve()
     finally:
+        remove_rate_limit(RATE_LIMITED_LOGGERS, limiter)
         announcer.cancel()
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
