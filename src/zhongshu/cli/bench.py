@@ -161,7 +161,7 @@ async def _load(
                     r = await client.post(
                         f"{url}/v1/chains/{chain}/txs",
                         content=batches[index],
-                        params={"wait": "commit", "timeout": "120"},
+                        params={"wait": "commit", "timeout": "60"},
                         headers={"content-type": "application/json"},
                     )
                     if r.status_code == 503:  # mempool full: back off and retry the batch
