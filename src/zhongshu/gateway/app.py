@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,11 +13,15 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from zhongshu import __version__
 from zhongshu.codec import encode_json
+from zhongshu.crypto import InvalidKey
+from zhongshu.gateway.evidence_index import decode_cursor, evidence_view, owner_entries
 from zhongshu.gateway.limits import BodySizeLimit
+from zhongshu.gateway.paging import DEFAULT_LIMIT, Entry, check_limit, render_page
 from zhongshu.gateway.problems import problem_response, refused_response
 from zhongshu.gateway.views import (
     commit_view,
@@ -28,8 +34,12 @@ from zhongshu.node import errors
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.txcheck import TxJSON, tx_from_json, tx_to_json
 
+log = logging.getLogger("zhongshu.gateway")
+
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH = 10_000
+MAX_COMMIT_WAIT = 60.0
+"""Seconds ``?wait=commit`` may wait at most (``timeout``); the default is 30."""
 
 _tx_batch_decoder = msgspec.json.Decoder(TxJSON | list[TxJSON])
 
@@ -52,6 +62,16 @@ def _hex_param(name: str, value: str) -> bytes:
     if not raw:
         raise errors.MalformedTransaction(f"{name} must not be empty")
     return raw
+
+
+def _check_commit_wait(timeout: float) -> float:
+    """``timeout`` of ``?wait=commit``: a finite number of seconds above 0, at most MAX_COMMIT_WAIT."""
+    # NaN fails both comparisons; infinities and negatives fail one.
+    if not 0 < timeout <= MAX_COMMIT_WAIT or not math.isfinite(timeout):
+        raise errors.BadRequest(
+            f"timeout must be a number of seconds above 0 and at most {MAX_COMMIT_WAIT:g}, not {timeout}"
+        )
+    return timeout
 
 
 def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
@@ -91,6 +111,12 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             request.url.path,
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def on_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away mid-body (or the connection guard closed it): nobody reads an answer.
+        log.info("a client disconnected before sending its whole request body")
+        return Response(status_code=400)
+
     def chain_of(chain: str) -> ChainNode:
         node = chains.get(chain)
         if node is None:
@@ -100,9 +126,12 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         return node
 
     @app.get("/v1/chains")
-    async def list_chains() -> Any:
-        """The chains this node serves."""
-        return {"chains": [node.status() for node in chains.values()]}
+    async def list_chains(limit: int = DEFAULT_LIMIT, cursor: str = "") -> Response:
+        """The chains this node serves, by chain id, a page at a time (``items``, ``next_cursor``)."""
+        entries: list[Entry] = [
+            (chain_id, chains[chain_id].status) for chain_id in sorted(chains) if chain_id > cursor
+        ]
+        return Response(render_page(entries, check_limit(limit)), media_type="application/json")
 
     @app.get("/v1/chains/{chain}/status")
     async def status(chain: str) -> Any:
@@ -123,11 +152,17 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         node = chain_of(chain)
         if wait not in ("", "commit"):
             raise errors.MalformedTransaction(f"wait must be 'commit' or absent, not {wait!r}")
+        if wait:
+            _check_commit_wait(timeout)
         body = await request.body()
         try:
             parsed = _tx_batch_decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise errors.MalformedTransaction(f"the body is not a transaction or a list: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise errors.MalformedTransaction(
+                f"a string in the body is not UTF-8 ({exc.reason}); JSON text is UTF-8"
+            ) from None
         items = parsed if isinstance(parsed, list) else [parsed]
         if not items:
             raise errors.MalformedTransaction("the batch is empty")
@@ -146,7 +181,10 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             raise errors.BatchRefused(failures)
         hashes = await node.submit(txs)
         if wait == "commit":
-            done = await node.wait_committed(hashes, timeout)
+            try:
+                done = await node.wait_committed(hashes, timeout)
+            except errors.CommitTimeout as exc:
+                raise errors.CommitTimeout(exc.detail, tx_hashes=[h.hex() for h in hashes]) from None
             return JSONResponse({"status": "committed", "receipts": [committed_view(c) for c in done]}, 200)
         return JSONResponse({"status": "pending", "tx_hashes": [h.hex() for h in hashes]}, 202)
 
@@ -200,13 +238,23 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
     async def get_evidence(chain: str, digest: str) -> Any:
         """An evidence record by file digest."""
         record = chain_of(chain).get_evidence(_hex_param("digest", digest))
-        return _evidence_view(record)
+        return evidence_view(record)
 
     @app.get("/v1/chains/{chain}/evidence")
-    async def list_evidence(chain: str, owner: str, limit: int = 100) -> Any:
-        """Evidence deposited by one owner (public key, hex), oldest first."""
-        records = chain_of(chain).list_evidence(_hex_param("owner", owner), max(1, min(limit, 1000)))
-        return {"evidence": [_evidence_view(r) for r in records]}
+    async def list_evidence(chain: str, owner: str, limit: int = DEFAULT_LIMIT, cursor: str = "") -> Response:
+        """Evidence deposited by one owner (public key, hex), oldest first, a page at a time."""
+        node = chain_of(chain)
+        owner_key = _hex_param("owner", owner)
+        # The owner is a key of the chain's suite (so its index prefix is no other owner's).
+        try:
+            node.suite.check_public_key(owner_key)
+        except InvalidKey as exc:
+            raise errors.InvalidPublicKey(f"owner: {exc}") from None
+        after = decode_cursor(cursor) if cursor else None
+        count = check_limit(limit)
+        # One entry more than the page, to tell whether a next page exists.
+        page = render_page(owner_entries(node, owner_key, after, count + 1), count)
+        return Response(page, media_type="application/json")
 
     @app.get("/v1/chains/{chain}/events")
     async def events(chain: str, request: Request) -> StreamingResponse:
@@ -235,16 +283,3 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
-
-
-def _evidence_view(record: Any) -> dict[str, Any]:
-    return {
-        "digest": record.digest.hex(),
-        "name": record.name,
-        "metadata": record.metadata,
-        "payload": record.payload.hex(),
-        "owner": record.owner.hex(),
-        "height": record.height,
-        "time": record.time,
-        "tx_hash": record.tx_hash.hex(),
-    }
