@@ -42,8 +42,9 @@ class RateLimitFilter(logging.Filter):
                 self.kinds.clear()
             self.kinds[key] = _Kind(record.created)
             return True
-        # Within the interval of the last line of this kind: count it, write nothing.
-        if record.created - kind.last_written < self.interval:
+        # Within the interval of the last line of this kind: count it, write nothing. (A clock
+        # set back ends the interval rather than stretching it.)
+        if 0 <= record.created - kind.last_written < self.interval:
             kind.left_out += 1
             return False
         if kind.left_out:
