@@ -26,6 +26,10 @@ RATE_LIMITED_LOGGERS = ["zhongshu.gateway", "uvicorn.error"]
 """The HTTP layer's loggers: what hostile clients cause is logged once per interval, not per event."""
 
 
+SHUTDOWN_GRACE_SECONDS = 3
+"""On SIGINT/SIGTERM, requests still open after this many seconds are cancelled and the node stops."""
+
+
 class NodeHalted(RuntimeError):
     """The node stopped because an internal invariant broke; its store is intact."""
 
@@ -65,6 +69,8 @@ async def serve_home(
             log_level="warning",
             access_log=False,
             lifespan="off",
+            # A stop waits this long for requests in flight (a commit wait, a slow client), then ends them.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
     )
     producer = asyncio.create_task(node.run(), name="block-producer")

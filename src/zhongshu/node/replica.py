@@ -32,6 +32,7 @@ from zhongshu.consensus.messages import (
     EngineInput,
     Equivocation,
     FetchBlock,
+    Proposal,
     ProposalSigned,
     ScheduleTimeout,
     SignedProposal,
@@ -77,6 +78,7 @@ from zhongshu.node.wire import (
     TxsReply,
     VoteGossip,
     WireMessage,
+    peek_proposal,
 )
 from zhongshu.p2p.transport import Transport, TransportConfig
 
@@ -411,6 +413,10 @@ class Replica(ChainNode):
     # -- gossip in ---------------------------------------------------------------------
 
     async def _on_wire(self, peer: bytes, payload: bytes) -> None:
+        # A proposal that cannot be of use is dropped before its (possibly large) body is decoded.
+        head = peek_proposal(payload)
+        if head is not None and not self._is_wanted_proposal(head.proposal):
+            return
         try:
             message: Any = decode(payload, WireMessage)  # type: ignore[arg-type]
         except DecodeError as exc:
@@ -523,16 +529,17 @@ class Replica(ChainNode):
                 assembly.requested = True
                 self.transport.send(assembly.peer, encode(GetTxs(block_hash, missing)))
 
+    def _is_wanted_proposal(self, proposal: Proposal) -> bool:
+        """Whether a proposal is for the height being decided or the next, from its proposer."""
+        if not self.height < proposal.height <= self.height + 2 or proposal.round < 0:
+            return False
+        return proposal.proposer == get_proposer(self.genesis.validators, proposal.height, proposal.round)
+
     async def _on_proposal(self, peer: bytes, gossip: ProposalGossip) -> None:
         signed = gossip.proposal
         proposal = signed.proposal
-        # Only the height being decided and the next one are of use; anything else is dropped unread.
-        if not self.height < proposal.height <= self.height + 2:
-            return
-        # The proposal comes from the proposer of its height and round.
-        if proposal.round < 0 or proposal.proposer != get_proposer(
-            self.genesis.validators, proposal.height, proposal.round
-        ):
+        # Only the height being decided and the next one are of use, from the proposer of the round.
+        if not self._is_wanted_proposal(proposal):
             return
         # The header is the block the proposal names and lists as many hashes as it has transactions.
         header = gossip.header
@@ -753,5 +760,6 @@ class Replica(ChainNode):
             "peers": [p.name or p.validator.hex()[:16] for p in self.transport.peers()],
             "equivocations": self.equivocations,
             "dropped_inputs": self.dropped_inputs,
+            "peer_faults": self.peerbook.summary(),
         }
         return out

@@ -30,6 +30,21 @@ class ProposalGossip(msgspec.Struct, array_like=True, frozen=True, tag="w.propos
     tx_hashes: list[bytes]
 
 
+class ProposalHead(msgspec.Struct, array_like=True, frozen=True, tag="w.proposal"):
+    """The first field of a ``ProposalGossip``: read alone (the rest skipped) to judge it cheaply."""
+
+    proposal: SignedProposal
+
+
+def peek_proposal(payload: bytes) -> SignedProposal | None:
+    """The signed proposal of a ProposalGossip payload without decoding its header and hashes;
+    None when the payload is another message or malformed."""
+    try:
+        return _PROPOSAL_HEAD.decode(payload).proposal
+    except msgspec.DecodeError:
+        return None
+
+
 class VoteGossip(msgspec.Struct, array_like=True, frozen=True, tag="w.vote"):
     vote: SignedVote
 
@@ -91,3 +106,5 @@ WireMessage = (
     | BlocksReply
 )
 """Every message replicas send each other; ``decode(payload, WireMessage)`` reads any of them."""
+
+_PROPOSAL_HEAD = msgspec.msgpack.Decoder(ProposalHead)
