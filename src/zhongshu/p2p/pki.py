@@ -13,15 +13,23 @@ it) offers no ``ssl``-compatible socket layer to Python. The national-crypto gua
 rests on the SM2 validator signatures (consensus messages and the p2p handshake), not on the
 transport cipher; docs/p2p.md says so.
 
+The certificate also names the node's address (``hosts``: an IP SAN or a DNS SAN) beside its
+node name. Those names are for people and tools (``openssl x509 -text``, a monitoring probe);
+the handshakes never check them.
+
 Contexts: TLS 1.3 only, a client certificate is required both ways, the only trust anchor is the
-network CA, and host names are not checked (peers are identified by validator key, not by name).
+network CA, and host names are not checked (peers are identified by validator key, not by name:
+the address a node is dialled at can change, behind NAT or DNS, without a new certificate from
+the CA, whose key stays off the nodes).
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,16 +167,27 @@ def issue_node_cert(
     tls_key: bytes,
     *,
     now_ms: int | None = None,
+    hosts: Sequence[str] = (),
 ) -> bytes:
     """A node certificate (PEM) for the TLS key ``tls_key`` (PEM), signed by ``ca``.
 
-    It names ``node_name`` (CN and a DNS SAN, informational only) and carries the validator key
-    as the SAN URI ``zhongshu:validator:<hex>``; it is usable for both TLS server and client
-    authentication and valid for 10 years from ``now_ms``, backdated by CLOCK_SKEW.
+    It names ``node_name`` (CN and a DNS SAN) and each of ``hosts`` (an IP SAN for an IP address,
+    a DNS SAN for a name), all informational only, and carries the validator key as the SAN URI
+    ``zhongshu:validator:<hex>``; it is usable for both TLS server and client authentication and
+    valid for 10 years from ``now_ms``, backdated by CLOCK_SKEW.
     """
     # A node certificate binds exactly one, non-empty validator key.
     if not validator_public_key:
         raise PKIError("a node certificate needs a validator public key")
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(VALIDATOR_URI_PREFIX + validator_public_key.hex()),
+        x509.DNSName(node_name),
+    ]
+    for host in hosts:
+        name = _host_name(host)
+        # Each name once (a host may equal the node name).
+        if name not in names:
+            names.append(name)
     public = load_tls_key(tls_key).public_key()
     now = _now(now_ms)
     ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -207,12 +226,7 @@ def issue_node_cert(
             critical=False,
         )
         .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.UniformResourceIdentifier(VALIDATOR_URI_PREFIX + validator_public_key.hex()),
-                    x509.DNSName(node_name),
-                ]
-            ),
+            x509.SubjectAlternativeName(names),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -220,6 +234,25 @@ def issue_node_cert(
         .sign(ca.key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    """The SAN for a host: an IP address as an IP SAN, anything else as a DNS SAN."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def host_names_of(cert: x509.Certificate | bytes) -> list[str]:
+    """The IP and DNS subjectAltNames of a node certificate, in order (node name first)."""
+    if isinstance(cert, bytes):
+        cert = load_certificate(cert)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n.value) for n in san if isinstance(n, (x509.DNSName, x509.IPAddress))]
 
 
 def validator_key_of(cert: x509.Certificate | bytes) -> bytes:
