@@ -164,18 +164,43 @@ def network_init(
     nodes: int = typer.Option(4, help="Validator nodes."),
     out_dir: Path = typer.Option(..., "--out", help="Directory for the node homes (node0 ...)."),
     suite: str = typer.Option("sm", help="sm or intl."),
-    base_port: int = typer.Option(DEFAULT_PORT, help="Node i serves its API on base-port + i."),
+    base_port: int = typer.Option(
+        DEFAULT_PORT,
+        help="API port of the first node on a host; its p2p port is base-port + 100. "
+        "The k-th node on the same host uses base-port + k and base-port + 100 + k.",
+    ),
+    hosts: str | None = typer.Option(
+        None,
+        help="Comma-separated address of each node (IPv4, IPv6 or DNS name), as its peers dial it. "
+        "Default: every node on 127.0.0.1.",
+    ),
+    listen: str = typer.Option(
+        "address",
+        help="address: a node binds its IP address (a DNS-named node binds all); "
+        "any: every node binds all addresses (NAT, cloud).",
+    ),
+    api_local: bool = typer.Option(
+        False, "--api-local", help="Bind every node's API to 127.0.0.1 (a reverse proxy in front)."
+    ),
 ) -> None:
     """Create the homes of an N-node network: keys, CA and TLS certificates, one genesis."""
-    from zhongshu.p2p.netinit import NetworkInitError, init_network
+    from zhongshu.p2p.netinit import NetworkInitError, init_network, plan_addresses
 
     get_suite(suite)
+    host_list = hosts.split(",") if hosts is not None else None
     try:
-        homes = init_network(out_dir, nodes, suite, base_port, now_ms())
+        addresses = plan_addresses(nodes, base_port, host_list, listen=listen, api_local=api_local)
+        homes = init_network(
+            out_dir, nodes, suite, base_port, now_ms(), hosts=host_list, listen=listen, api_local=api_local
+        )
     except NetworkInitError as exc:
         raise CliError(str(exc)) from None
-    for i, h in enumerate(homes):
-        out.print(f"node{i}  {h}  API http://127.0.0.1:{base_port + i}", highlight=False)
+    for i, (h, a) in enumerate(zip(homes, addresses, strict=True)):
+        out.print(
+            f"node{i}  {h}  API {a.api_url()}  P2P {a.p2p_endpoint()} (binds {a.p2p_bind})",
+            highlight=False,
+            markup=False,
+        )
     out.print(f"genesis {homes[0] / 'genesis.json'}", highlight=False)
 
 

@@ -89,7 +89,15 @@ class NodeAddress:
     def api_url(self) -> str:
         """The API's base URL as a client reaches it (the host when the API binds all addresses)."""
         host = self.host if self.api_bind in ("0.0.0.0", "::") else self.api_bind
-        return f"http://[{host}]:{self.api_port}" if ":" in host else f"http://{host}:{self.api_port}"
+        return f"http://{_endpoint(host, self.api_port)}"
+
+    def p2p_endpoint(self) -> str:
+        """``host:port`` its peers dial (an IPv6 host in brackets)."""
+        return _endpoint(self.host, self.p2p_port)
+
+
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_host(text: str) -> str:
