@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from conftest import cli_env, genesis_hash_of, wait_for
-from test_network import Network, _free_base
+from test_network import Network, _free_base, all_connected
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.node.txcheck import tx_to_json
@@ -48,7 +48,7 @@ def net(tmp_path: Path) -> Iterator[Network]:
     for i in range(4):
         network.start(i)
     try:
-        wait_for(lambda: all(network.height(i) >= 1 for i in range(4)), 60, "four nodes committing")
+        wait_for(lambda: all_connected(network), 60, "four nodes serving and connected")
         yield network
     except BaseException:
         print(network.logs())

@@ -100,6 +100,15 @@ class Network:
         )
 
 
+def all_connected(net: Network) -> bool:
+    """Every node answers its status and is connected to every other node."""
+    for i in range(N):
+        s = net.status(i)
+        if s is None or len(s.get("consensus", {}).get("peers", [])) != N - 1:
+            return False
+    return True
+
+
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Network]:
     base = _free_base()

@@ -95,8 +95,11 @@ GOSSIP_SLOTS = 8
 """Gossiped transaction batches verified at once; more wait, holding back their peer."""
 MAX_QUEUED_INPUTS = 20_000
 """Peer inputs waiting for the engine beyond this are dropped (votes are re-sent on a stall)."""
-IDLE_BLOCK_MS = 1000
-"""With no transactions, the proposer still proposes (an empty block) after this long."""
+HEARTBEAT_MS = 60_000
+"""With no transactions, the next height starts (and an empty block is made) this long after the
+previous block's time: time and liveness still advance on an idle chain, at little disk cost."""
+IDLE_POLL = 0.05
+"""Seconds between checks of an idle replica for a reason to start the next height."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ class _Validated:
     height: int
     block_hash: bytes
     built: BuiltBlock | None
+
+
+@dataclass(frozen=True)
+class _Wake:
+    """Start the next height now (transactions arrived, a peer started it, or the heartbeat is due)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,7 @@ class _Assembly:
     """Hashes of transactions that came in a fetch reply (their signatures are not checked yet)."""
 
 
-_Item = EngineInput | _BuildNow | _Validated | _Synced
+_Item = EngineInput | _BuildNow | _Validated | _Synced | _Wake
 
 
 class Replica(ChainNode):
@@ -145,9 +153,13 @@ class Replica(ChainNode):
         transport_config: TransportConfig,
         *,
         timeouts: TimeoutConfig | None = None,
+        heartbeat_ms: int = HEARTBEAT_MS,
         **kwargs: Any,
     ) -> None:
         super().__init__(genesis, data_dir, signer, **kwargs)
+        self.heartbeat_ms = heartbeat_ms
+        self._idle = False
+        """Whether the stored tip is decided and the next height waits for a reason to start."""
         self.csigner = signer
         self.engine = TendermintEngine(self.chain_id, signer.public_key, timeouts)
         self.transport = Transport(transport_config, self._on_wire)
@@ -179,6 +191,7 @@ class Replica(ChainNode):
         await self.transport.start()
         background = [
             asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._idle_loop(), name="idle"),
         ]
         try:
             await self._replay_or_start()
@@ -204,7 +217,7 @@ class Replica(ChainNode):
                 await self._act(self.engine.handle(record), replaying=True)
             return
         self.wal.reset()
-        await self._feed(StartHeight(self.height + 1, self.genesis.validators))
+        await self._start_next_height()
 
     # -- the one consumer ------------------------------------------------------------------
 
@@ -219,6 +232,9 @@ class Replica(ChainNode):
             await self._maybe_finish_decided()
         elif isinstance(item, _Synced):
             await self._apply_synced(item.item, item.peer)
+        elif isinstance(item, _Wake):
+            if self._idle:
+                await self._start_next_height()
         elif isinstance(item, SignedProposal | SignedVote) and self._is_next_height(item):
             # A peer already at the next height: keep its message until we get there (bounded per signer).
             kept = self._future.setdefault(self._message_signer(item), [])
@@ -239,7 +255,16 @@ class Replica(ChainNode):
         return self._message_height(item) == self.engine.height + 1
 
     async def _start_next_height(self) -> None:
-        """Start consensus on the height after the stored tip, then hand it the messages kept for it."""
+        """Start consensus on the height after the stored tip, then hand it the messages kept for it.
+
+        An idle chain waits instead: the height starts when transactions are pending, when a peer
+        has started it (its messages arrive), or when the heartbeat is due. So an idle network
+        writes one small block per heartbeat, not one per second, and no rounds time out meanwhile.
+        """
+        if self._is_idle():
+            self._idle = True
+            return
+        self._idle = False
         await self._feed(StartHeight(self.height + 1, self.genesis.validators))
         kept, self._future = self._future, {}
         for item in [m for messages in kept.values() for m in messages]:
@@ -306,8 +331,23 @@ class Replica(ChainNode):
         self._wanted_bodies.add(block_hash)
         self.transport.broadcast(encode(GetBlock(block_hash)))
 
+    def _is_idle(self) -> bool:
+        """No transaction pending, no peer at the next height, and the heartbeat not yet due."""
+        due = self.last_time + self.heartbeat_ms
+        return len(self.mempool) == 0 and not self._future and self.clock() < due
+
+    def _wake_if_idle(self) -> None:
+        if self._idle:
+            self._queue.put_nowait(_Wake())
+
+    async def _idle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_POLL)
+            if self._idle and not self._is_idle():
+                self._queue.put_nowait(_Wake())
+
     def _schedule_build(self, action: BuildBlock) -> None:
-        """Build when there are transactions, or after IDLE_BLOCK_MS, never sooner than the interval.
+        """Build when there are transactions or the heartbeat is due, never sooner than the interval.
 
         The interval counts on this node's monotonic clock from when it stored the previous block,
         never from that block's time (which a Byzantine proposer may have dated ahead).
@@ -315,11 +355,13 @@ class Replica(ChainNode):
 
         async def wait_and_build() -> None:
             earliest = self._committed_at + self.genesis.params.block_interval_ms / 1000
-            idle_deadline = time.monotonic() + IDLE_BLOCK_MS / 1000
             while True:
                 now = time.monotonic()
-                if now >= earliest and (len(self.mempool) > 0 or now >= idle_deadline):
+                heartbeat_due = self.clock() >= self.last_time + self.heartbeat_ms
+                if now >= earliest and (len(self.mempool) > 0 or heartbeat_due):
                     break
+                if self.engine.get_state().round != action.round or self.height + 1 != action.height:
+                    return
                 await asyncio.sleep(0.01)
             self._queue.put_nowait(_BuildNow(action.height, action.round))
 
@@ -390,6 +432,7 @@ class Replica(ChainNode):
 
     async def submit(self, txs: list[Transaction] | Any) -> list[bytes]:
         hashes = await super().submit(txs)
+        self._wake_if_idle()
         # A large batch travels as several messages, each well inside one frame.
         for part in split_by_bytes(txs, GOSSIP_CHUNK_BYTES, estimate_tx_bytes):
             self.transport.broadcast(encode(TxsGossip(part)))
@@ -400,7 +443,7 @@ class Replica(ChainNode):
             await asyncio.sleep(STATUS_INTERVAL)
             self.transport.broadcast(encode(Status(self.height)))
             # A height that makes no progress re-sends our own messages (peers may have missed them).
-            if time.monotonic() - self._progress_at > 2 * STATUS_INTERVAL:
+            if not self._idle and time.monotonic() - self._progress_at > 2 * STATUS_INTERVAL:
                 for message in self.engine.get_messages():
                     own = (
                         message.proposal.proposer
@@ -510,6 +553,7 @@ class Replica(ChainNode):
                     break
         finally:
             self._gossip_pending.difference_update(hashes)
+        self._wake_if_idle()
         await self._fill_assemblies()
 
     async def _fill_assemblies(self) -> None:
@@ -761,5 +805,6 @@ class Replica(ChainNode):
             "equivocations": self.equivocations,
             "dropped_inputs": self.dropped_inputs,
             "peer_faults": self.peerbook.summary(),
+            "idle": self._idle,
         }
         return out
