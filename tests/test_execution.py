@@ -5,7 +5,10 @@ from __future__ import annotations
 from zhongshu.codec import decode, encode
 from zhongshu.contracts import build_registry
 from zhongshu.contracts.evidence import EvidencePutResult, decode_record, digest_key
+from zhongshu.execution.context import CallContext
+from zhongshu.execution.errors import ExecutionError
 from zhongshu.execution.executor import apply_transactions
+from zhongshu.execution.registry import Contract, Method
 from zhongshu.ledger.evidence_args import EvidencePut
 from zhongshu.ledger.types import STATUS_FAILED, STATUS_OK, Transaction
 
@@ -83,3 +86,53 @@ def test_execution_is_deterministic() -> None:
     a, b = _run(txs), _run(txs)
     assert [encode(r) for r in a.receipts] == [encode(r) for r in b.receipts]
     assert a.writes == b.writes
+
+
+class Refused(ExecutionError):
+    """The test contract's own failure, raised after it wrote."""
+
+
+def _write_then_fail(ctx: CallContext, args: list[str]) -> str:
+    """kv.set_then_fail: set, overwrite, delete, emit, and then fail."""
+    ctx.state.set(b"kv/" + args[0].encode(), b"written")
+    ctx.state.set(b"kv/shared", b"by the failing tx")
+    ctx.state.delete(b"kv/keep")
+    ctx.emit("set", {"key": args[0]})
+    raise Refused(f"refusing {args[0]} after writing it")
+
+
+def _write(ctx: CallContext, args: list[str]) -> str:
+    """kv.set: read what the block holds so far, then write."""
+    seen = ctx.state.get(b"kv/shared")
+    ctx.state.set(b"kv/shared", b"by the good tx after " + (seen or b"nothing"))
+    return args[0]
+
+
+def test_a_transaction_that_writes_and_then_fails_leaves_no_write_behind() -> None:
+    registry = build_registry()
+    registry.register(
+        Contract(
+            "kv",
+            {
+                "set_then_fail": Method("set_then_fail", list[str], _write_then_fail),
+                "set": Method("set", list[str], _write),
+            },
+        )
+    )
+    committed = {b"kv/keep": b"kept", b"kv/shared": b"committed"}
+    txs = [
+        _tx(["a"], contract="kv", method="set_then_fail"),
+        _tx(["b"], contract="kv", method="set"),
+        _tx(["c"], contract="kv", method="set_then_fail"),
+    ]
+    hashes = [bytes([i]) * 32 for i in range(len(txs))]
+    outcome = apply_transactions(registry, committed.get, "main", 5, 5000, txs, hashes)
+    failed, good, failed_last = outcome.receipts
+    # The failures: a failed receipt that names the reason, no result and no events.
+    for receipt, key in ((failed, "a"), (failed_last, "c")):
+        assert (receipt.status, receipt.result, receipt.events) == (STATUS_FAILED, b"", [])
+        assert receipt.error == f"refusing {key} after writing it"
+    # The transaction after a failure sees the committed state, not the failed write.
+    assert good.status == STATUS_OK
+    # Only the good transaction's write is in the block; the failed ones left nothing.
+    assert outcome.writes == {b"kv/shared": b"by the good tx after committed"}
