@@ -52,7 +52,7 @@ from zhongshu.consensus.messages import (
 )
 from zhongshu.consensus.proposer import MAX_CYCLE, compute_schedule, get_proposer
 from zhongshu.consensus.tendermint import ConsensusError, EngineState, TendermintEngine, TimeoutConfig
-from zhongshu.consensus.votes import is_one_third, is_two_thirds
+from zhongshu.consensus.votes import HeightVotes, is_one_third, is_two_thirds
 from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Validator, ValidatorSet, Vote
 
 CHAIN = "test"
@@ -670,6 +670,65 @@ def test_an_equivocators_votes_for_unproposed_values_are_not_stored() -> None:
     junk = prevote(0, b"\x01" * 32, 3)
     assert [type(a) for a in node.feed(junk)] == [Equivocation]
     assert not node.engine.knows(junk)
+
+
+def test_an_equivocator_counts_once_towards_2f_plus_1_prevotes_for_anything() -> None:
+    # Line 34: own nil prevote and validator 1's V and nil prevotes are two validators of four.
+    node = Node()
+    node.start()
+    node.feed_all(proposal(0, V), TimeoutFired(1, 0, Step.PROPOSE))
+    assert signed_votes(node.feed(prevote(0, V, 1))) == []
+    actions = node.feed(prevote(0, NIL, 1))
+    assert [type(a) for a in actions] == [Equivocation]
+    assert node.engine.knows(prevote(0, NIL, 1)), "the nil prevote is counted, for nil"
+    # A third validator makes it 2f+1 of anything: now the prevote timeout is scheduled.
+    assert timeouts(node.feed(prevote(0, W, 2))) == [ScheduleTimeout(1, 0, Step.PREVOTE, 1000)]
+
+
+def test_an_equivocator_counts_once_towards_2f_plus_1_precommits_for_anything() -> None:
+    # Line 47: validator 1 precommits V and nil, validator 2 precommits V: two validators of four.
+    node = Node()
+    node.start()
+    node.feed(proposal(0, V))
+    node.feed_all(precommit(0, V, 1), precommit(0, NIL, 1), precommit(0, V, 2))
+    assert node.engine.knows(precommit(0, NIL, 1))
+    assert timeouts(node.feed(TimeoutFired(1, 0, Step.PROPOSE))) == []
+    # A third validator: 2f+1 precommits of anything, the precommit timeout is scheduled.
+    assert timeouts(node.feed(precommit(0, W, 3))) == [ScheduleTimeout(1, 0, Step.PRECOMMIT, 1000)]
+
+
+def test_an_equivocator_counts_once_towards_f_plus_1_of_a_higher_round() -> None:
+    # Line 55: one validator of four speaking in round 3 with several messages is still one.
+    node = Node()
+    node.start()
+    node.feed(proposal(0, V))
+    for message in (prevote(3, NIL, 1), precommit(3, NIL, 1), prevote(3, V, 1), precommit(3, V, 1)):
+        node.feed(message)
+    assert node.state().round == 0
+    node.feed(prevote(3, NIL, 2))
+    assert node.state().round == 3
+
+
+def test_height_votes_count_an_equivocator_once_in_every_any_rule() -> None:
+    votes = HeightVotes({k: p for k, p in zip(KEYS, (3, 1, 1, 1), strict=True)})
+    # Validator 0 (power 3 of 6) prevotes and precommits V and nil in round 2.
+    for message in (prevote(2, V, 0), prevote(2, NIL, 0), precommit(2, V, 0), precommit(2, NIL, 0)):
+        votes.add(message, count_conflicting=True)
+    for kind_set in (votes.prevotes(2), votes.precommits(2)):
+        assert (kind_set.power_for[V], kind_set.power_for[NIL], kind_set.power_any) == (3, 3, 3)
+        assert not kind_set.has_two_thirds_any()
+    # Counted once, 3 of 6 is still more than a third on its own.
+    assert votes.highest_round_with_one_third(above=0) == 2
+    lone = HeightVotes({k: p for k, p in zip(KEYS, (1, 1, 1, 1), strict=True)})
+    for message in (prevote(2, V, 0), prevote(2, NIL, 0), precommit(2, NIL, 0), precommit(2, V, 0)):
+        lone.add(message, count_conflicting=True)
+    assert lone.prevotes(2).power_any == lone.precommits(2).power_any == 1
+    assert lone.highest_round_with_one_third(above=0) is None
+    lone.add(prevote(2, W, 1), count_conflicting=True)
+    assert lone.highest_round_with_one_third(above=0) == 2
+    assert not lone.prevotes(2).has_two_thirds_any()
+    lone.add(prevote(2, W, 2), count_conflicting=True)
+    assert lone.prevotes(2).has_two_thirds_any()
 
 
 def test_own_vote_counts_only_once_signed() -> None:
