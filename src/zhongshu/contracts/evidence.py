@@ -15,7 +15,7 @@ from zhongshu.codec import decode, encode
 from zhongshu.execution.context import CallContext
 from zhongshu.execution.errors import InvalidArguments
 from zhongshu.execution.registry import Contract, Method
-from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.evidence_args import DIGEST_ALGORITHM_KEY, DIGEST_ALGORITHMS, EvidencePut
 
 MAX_PAYLOAD = 64 * 1024
 MAX_NAME = 512
@@ -62,6 +62,16 @@ def check_put(args: EvidencePut) -> None:
     # The digest is a 256-, 384- or 512-bit hash of the file.
     if len(args.digest) not in DIGEST_SIZES:
         raise InvalidArguments(f"digest must be 32, 48 or 64 bytes, got {len(args.digest)}")
+    # A hash named in the metadata is one a verifier knows, and the digest has its size.
+    named = args.metadata.get(DIGEST_ALGORITHM_KEY)
+    if named is not None and named not in DIGEST_ALGORITHMS:
+        raise InvalidArguments(
+            f"metadata {DIGEST_ALGORITHM_KEY} {named!r} is not one of {', '.join(DIGEST_ALGORITHMS)}"
+        )
+    if named is not None and DIGEST_ALGORITHMS[named] != len(args.digest):
+        raise InvalidArguments(
+            f"a {named} digest is {DIGEST_ALGORITHMS[named]} bytes, got {len(args.digest)}"
+        )
     # The name is short enough to index and show.
     if len(args.name.encode()) > MAX_NAME:
         raise InvalidArguments(f"name of {len(args.name.encode())} bytes exceeds {MAX_NAME}")

@@ -25,3 +25,37 @@ class EvidencePut(msgspec.Struct, array_like=True, frozen=True, tag="evidence.pu
     """Small string pairs kept with the digest."""
     payload: bytes = b""
     """Optional small content (at most 64 KiB) stored with the digest."""
+
+
+DIGEST_ALGORITHM_KEY = "algorithm"
+"""The metadata key by which a deposit names the hash its digest was made with."""
+
+DIGEST_ALGORITHMS: dict[str, int] = {
+    "sm3": 32,
+    "sha256": 32,
+    "sha384": 48,
+    "sha512": 64,
+    "sha3-256": 32,
+    "sha3-384": 48,
+    "sha3-512": 64,
+}
+"""Every hash a deposit may name, with the size of its digest in bytes."""
+
+_DEFAULT_BY_SIZE = {48: "sha384", 64: "sha512"}
+_SUITE_HASH = {"sm": "sm3", "intl": "sha256"}
+
+
+def digest_algorithm(args: EvidencePut, suite: str) -> str | None:
+    """The hash the deposit's digest was made with; None when the deposit cannot say.
+
+    The rule (docs/proof-format.md §2, "The digest's hash"): the name in ``metadata["algorithm"]``
+    when present; otherwise the chain suite's hash (``sm3`` or ``sha256``) for a 32-byte digest,
+    ``sha384`` for 48 bytes, ``sha512`` for 64. None for an unknown name, a size that is not the
+    named hash's, or a digest of any other size.
+    """
+    named = args.metadata.get(DIGEST_ALGORITHM_KEY)
+    if named is not None:
+        return named if DIGEST_ALGORITHMS.get(named) == len(args.digest) else None
+    if len(args.digest) == 32:
+        return _SUITE_HASH.get(suite)
+    return _DEFAULT_BY_SIZE.get(len(args.digest))

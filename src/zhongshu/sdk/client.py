@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey
-from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.evidence_args import DIGEST_ALGORITHM_KEY, EvidencePut
 from zhongshu.ledger.genesis import genesis_from_json
 from zhongshu.ledger.proof import VerifiedProof, verify_bundle
 from zhongshu.ledger.types import Genesis, Transaction, TxBody
@@ -77,8 +77,15 @@ def evidence_tx(
     valid_until: int,
     metadata: dict[str, str] | None = None,
     payload: bytes = b"",
+    algorithm: str | None = None,
 ) -> Transaction:
-    args = EvidencePut(digest, name, metadata or {}, payload)
+    """A signed ``evidence.put`` of ``digest``; ``algorithm`` (e.g. ``sha512``) names the hash the
+    digest was made with, recorded as ``metadata["algorithm"]`` (docs/proof-format.md §2). Left
+    out, a verifier takes the suite's hash for 32 bytes, sha384 for 48 and sha512 for 64."""
+    meta = dict(metadata or {})
+    if algorithm is not None:
+        meta[DIGEST_ALGORITHM_KEY] = algorithm
+    args = EvidencePut(digest, name, meta, payload)
     return sign_tx(key, chain_id, genesis_hash, "evidence", "put", args, valid_until)
 
 
@@ -168,11 +175,16 @@ class Client:
         name: str,
         metadata: dict[str, str] | None = None,
         payload: bytes = b"",
+        *,
+        algorithm: str | None = None,
     ) -> dict[str, Any]:
-        """Deposit a digest and wait for its commit; return the receipt view."""
+        """Deposit a digest (made with ``algorithm``, when named) and wait for its commit; return
+        the receipt view."""
         height = int(self.status()["height"])
         valid_until = height + DEFAULT_VALIDITY
-        tx = evidence_tx(key, self.chain, self.genesis_hash(), digest, name, valid_until, metadata, payload)
+        tx = evidence_tx(
+            key, self.chain, self.genesis_hash(), digest, name, valid_until, metadata, payload, algorithm
+        )
         return dict(self.submit(tx)["receipts"][0])
 
     def get_tx(self, tx_hash: str) -> dict[str, Any]:
@@ -194,7 +206,12 @@ class Client:
 
     @staticmethod
     def verify_proof(
-        bundle: dict[str, Any], *, trusted: Genesis | None, file_digest: bytes | None = None
+        bundle: dict[str, Any],
+        *,
+        trusted: Genesis | None,
+        file_digest: bytes | None = None,
+        file: BinaryIO | None = None,
     ) -> VerifiedProof:
-        """Verify a bundle offline, with exactly the code ``zhongshu verify`` runs."""
-        return verify_bundle(bundle, trusted=trusted, file_digest=file_digest)
+        """Verify a bundle offline, with exactly the code ``zhongshu verify`` runs; ``file`` is
+        hashed with the hash the deposit names."""
+        return verify_bundle(bundle, trusted=trusted, file_digest=file_digest, file=file)

@@ -8,7 +8,16 @@ function and the signature scheme; docs/proof-format.md specifies every byte.
 """
 
 from zhongshu.ledger.proof.build import build_bundle
-from zhongshu.ledger.proof.common import FORMAT, ProofInvalid, VerifiedProof
+from zhongshu.ledger.proof.common import FORMAT, ProofInvalid, VerifiedProof, load_bundle
+from zhongshu.ledger.proof.digest import digest_file
 from zhongshu.ledger.proof.verify import verify_bundle
 
-__all__ = ["FORMAT", "ProofInvalid", "VerifiedProof", "build_bundle", "verify_bundle"]
+__all__ = [
+    "FORMAT",
+    "ProofInvalid",
+    "VerifiedProof",
+    "build_bundle",
+    "digest_file",
+    "load_bundle",
+    "verify_bundle",
+]

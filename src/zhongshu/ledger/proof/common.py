@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from zhongshu.codec import DecodeError, decode
 from zhongshu.ledger.evidence_args import EVIDENCE_CONTRACT, EVIDENCE_PUT, EvidencePut
+from zhongshu.ledger.proof.json_text import JsonTextError, decode_strict_json
 from zhongshu.ledger.types import (
     CommitCertificate,
     Header,
@@ -27,8 +28,16 @@ class ProofInvalid(ValueError):
     """A bundle that does not prove what it claims; ``reason`` says which check failed."""
 
     def __init__(self, reason: str) -> None:
-        self.reason = " ".join(reason.split())
+        # One line, and text any terminal can print (a lone surrogate is shown escaped).
+        one_line = " ".join(reason.split())
+        self.reason = one_line.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(self.reason)
+
+
+PUBLIC_KEY_SIZES = {"sm": 65, "intl": 32}
+"""Bytes of a public key per suite (§1): SM2 ``04 || x || y``, Ed25519 32."""
+SIGNATURE_SIZES = {"sm": range(8, 73), "intl": range(64, 65)}
+"""Bytes of a signature per suite (§1): SM2 DER of two INTEGERs, 8 to 72; Ed25519 exactly 64."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,20 @@ class VerifiedProof:
     """Height of the newer header that proved the block, when the bundle is anchored."""
     trusted: bool = False
     """True when the validator set was checked against a trusted genesis."""
+    algorithm: str | None = None
+    """The hash the deposited digest was made with (§2, "The digest's hash"), for ``evidence.put``."""
+
+
+def load_bundle(data: bytes | str) -> Any:
+    """The JSON value of a bundle's text; raise ProofInvalid unless it is strict JSON (§6).
+
+    Strict: UTF-8, no key twice in one object at any depth, no lone surrogate, no NaN or
+    Infinity. ``verify_bundle`` then checks the value's shape.
+    """
+    try:
+        return decode_strict_json(data)
+    except JsonTextError as exc:
+        raise ProofInvalid(f"the bundle is not strict JSON: {exc}") from None
 
 
 def _hexes(items: Sequence[bytes]) -> list[str]:
@@ -91,7 +114,3 @@ def _evidence_json(tx: Transaction, header: Header) -> dict[str, Any] | None:
     if args is None:
         return None
     return {"digest": args.digest.hex(), "name": args.name, "height": header.height, "time": header.time}
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading the JSON: every field present, nothing unexpected, every value of the right type

@@ -7,11 +7,23 @@ from typing import Any
 
 from zhongshu.codec import DecodeError, decode
 from zhongshu.crypto import SUITE_NAMES
-from zhongshu.ledger.proof.common import _HEX, _UINT64_LIMIT, FORMAT, ProofInvalid, T
+from zhongshu.ledger.evidence_args import DIGEST_ALGORITHMS
+from zhongshu.ledger.proof.common import (
+    _HEX,
+    _UINT64_LIMIT,
+    FORMAT,
+    PUBLIC_KEY_SIZES,
+    SIGNATURE_SIZES,
+    ProofInvalid,
+    T,
+)
 from zhongshu.ledger.types import (
     HASH_SIZE,
     Validator,
 )
+
+_Size = int | range | tuple[int, ...] | None
+"""The sizes a byte string may have: exactly n, a range, a few sizes, or any."""
 
 
 class _Obj:
@@ -47,6 +59,11 @@ class _Obj:
         v = self._value[key]
         if not isinstance(v, str):
             raise ProofInvalid(f"{self.field(key)} must be a string")
+        # The string is Unicode text that UTF-8 can write (no lone surrogate).
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProofInvalid(f"{self.field(key)} holds a lone surrogate: not Unicode text") from None
         return v
 
     def uint(self, key: str) -> int:
@@ -55,7 +72,7 @@ class _Obj:
             raise ProofInvalid(f"{self.field(key)} must be an integer from 0 to 2^64-1")
         return v
 
-    def hex(self, key: str, size: int | None = None) -> bytes:
+    def hex(self, key: str, size: _Size = None) -> bytes:
         return _hex_value(self._value[key], self.field(key), size)
 
     def hexes(self, key: str, size: int) -> list[bytes]:
@@ -74,13 +91,27 @@ class _Obj:
         return None if self._value[key] is None else self.obj(key, keys)
 
 
-def _hex_value(v: Any, where: str, size: int | None) -> bytes:
+def _hex_value(v: Any, where: str, size: _Size) -> bytes:
     if not isinstance(v, str) or not _HEX.fullmatch(v):
         raise ProofInvalid(f"{where} must be lowercase hex with an even number of digits")
     raw = bytes.fromhex(v)
-    if size is not None and len(raw) != size:
-        raise ProofInvalid(f"{where} must be {size} bytes, not {len(raw)}")
+    check_size(raw, size, where)
     return raw
+
+
+def check_size(raw: bytes, size: _Size, where: str) -> None:
+    """Raise ProofInvalid unless ``raw`` has a size the format allows for ``where``."""
+    if size is None:
+        return
+    if isinstance(size, int):
+        if len(raw) != size:
+            raise ProofInvalid(f"{where} must be {size} bytes, not {len(raw)}")
+    elif isinstance(size, range):
+        if len(raw) not in size:
+            raise ProofInvalid(f"{where} must be {size.start} to {size.stop - 1} bytes, not {len(raw)}")
+    elif len(raw) not in size:
+        allowed = ", ".join(map(str, size[:-1])) + f" or {size[-1]}"
+        raise ProofInvalid(f"{where} must be {allowed} bytes, not {len(raw)}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +155,9 @@ class _Bundle:
     anchor: _Anchor | None
 
 
+DIGEST_SIZES = tuple(sorted(set(DIGEST_ALGORITHMS.values())))
+"""An evidence digest is 32, 48 or 64 bytes: the sizes of the hashes a deposit may name."""
+
 _TOP_KEYS = (
     "format",
     "suite",
@@ -139,11 +173,11 @@ _TOP_KEYS = (
 _COMMIT_KEYS = ("height", "round", "block_hash", "signatures")
 
 
-def _read_commit(c: _Obj) -> _Commit:
+def _read_commit(c: _Obj, suite: str) -> _Commit:
     sigs = []
     for i, item in enumerate(c.items("signatures")):
         s = _Obj(item, f"{c.field('signatures')}[{i}]", ("validator", "signature"))
-        sigs.append((s.hex("validator"), s.hex("signature")))
+        sigs.append((s.hex("validator", PUBLIC_KEY_SIZES[suite]), s.hex("signature", SIGNATURE_SIZES[suite])))
     return _Commit(c.where, c.uint("height"), c.uint("round"), c.hex("block_hash", HASH_SIZE), sigs)
 
 
@@ -159,7 +193,9 @@ def _read_bundle(bundle: Any) -> _Bundle:
     # The suite is one this verifier knows.
     if bundle.get("suite") not in SUITE_NAMES:
         raise ProofInvalid(f"unknown suite {bundle.get('suite')!r}: expected one of {', '.join(SUITE_NAMES)}")
-    # Every field is present with the right type, none is unexpected, and all hex decodes.
+    suite: str = bundle["suite"]
+    # Every field is present with the right type, none is unexpected, and all hex decodes
+    # to a size the format allows.
     top = _Obj(bundle, "", _TOP_KEYS)
     t = top.obj("tx", ("index", "hash", "encoded", "path"))
     r = top.obj("receipt", ("encoded", "path"))
@@ -169,11 +205,13 @@ def _read_bundle(bundle: Any) -> _Bundle:
     validators = []
     for i, item in enumerate(v.items("validators")):
         e = _Obj(item, f"{v.field('validators')}[{i}]", ("public_key", "power", "name"))
-        validators.append(Validator(e.hex("public_key"), e.uint("power"), e.text("name")))
+        validators.append(
+            Validator(e.hex("public_key", PUBLIC_KEY_SIZES[suite]), e.uint("power"), e.text("name"))
+        )
     ev = top.optional_obj("evidence", ("digest", "name", "height", "time"))
     a = top.optional_obj("anchor", ("height", "hash", "header", "history_path", "commit"))
     return _Bundle(
-        suite=top.text("suite"),
+        suite=suite,
         chain_id=top.text("chain_id"),
         tx_index=t.uint("index"),
         tx_hash=t.hex("hash", HASH_SIZE),
@@ -185,12 +223,12 @@ def _read_bundle(bundle: Any) -> _Bundle:
         time=b.uint("time"),
         block_hash=b.hex("hash", HASH_SIZE),
         header=b.hex("header"),
-        commit=None if c is None else _read_commit(c),
+        commit=None if c is None else _read_commit(c, suite),
         validator_set=v.hex("encoded"),
         validators=validators,
         evidence=None
         if ev is None
-        else (ev.hex("digest"), ev.text("name"), ev.uint("height"), ev.uint("time")),
+        else (ev.hex("digest", DIGEST_SIZES), ev.text("name"), ev.uint("height"), ev.uint("time")),
         anchor=None
         if a is None
         else _Anchor(
@@ -198,7 +236,7 @@ def _read_bundle(bundle: Any) -> _Bundle:
             a.hex("hash", HASH_SIZE),
             a.hex("header"),
             a.hexes("history_path", HASH_SIZE),
-            _read_commit(a.obj("commit", _COMMIT_KEYS)),
+            _read_commit(a.obj("commit", _COMMIT_KEYS), suite),
         ),
     )
 

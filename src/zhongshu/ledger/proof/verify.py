@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 from zhongshu.codec import DecodeError, encode
 from zhongshu.crypto import Suite, get_suite
-from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.evidence_args import DIGEST_ALGORITHM_KEY, EvidencePut, digest_algorithm
 from zhongshu.ledger.hashing import (
     compute_block_hash,
     compute_genesis_hash,
@@ -18,9 +18,17 @@ from zhongshu.ledger.merkle import (
     hash_leaf,
     verify_inclusion,
 )
-from zhongshu.ledger.proof.common import ProofInvalid, VerifiedProof, _evidence_args
-from zhongshu.ledger.proof.reader import _Bundle, _Commit, _decode, _read_bundle
+from zhongshu.ledger.proof.common import (
+    PUBLIC_KEY_SIZES,
+    SIGNATURE_SIZES,
+    ProofInvalid,
+    VerifiedProof,
+    _evidence_args,
+)
+from zhongshu.ledger.proof.digest import digest_file
+from zhongshu.ledger.proof.reader import _Bundle, _Commit, _decode, _read_bundle, check_size
 from zhongshu.ledger.types import (
+    HASH_SIZE,
     PRECOMMIT,
     STATUS_OK,
     Genesis,
@@ -42,10 +50,21 @@ def _check_inclusion(
         raise ProofInvalid(f"{what}: {exc}") from None
 
 
+def _check_header_sizes(suite: Suite, header: Header, where: str) -> None:
+    """Every hash of a header is 32 bytes and its proposer is a public key of the suite."""
+    for name in ("prev_hash", "tx_root", "receipt_root", "state_root", "history_root", "validator_set_hash"):
+        check_size(getattr(header, name), HASH_SIZE, f"{where} {name}")
+    check_size(header.proposer, PUBLIC_KEY_SIZES[suite.name], f"{where} proposer")
+
+
 def _check_transaction(suite: Suite, p: _Bundle) -> tuple[Transaction, bytes]:
     """The transaction and its hash."""
     # The transaction decodes canonically and tx.hash is the hash of its sign-bytes.
     tx = _decode(p.tx, Transaction, "tx.encoded")
+    # Its genesis hash, sender key and signature have the sizes of the suite.
+    check_size(tx.genesis_hash, HASH_SIZE, "tx.encoded genesis_hash")
+    check_size(tx.sender, PUBLIC_KEY_SIZES[suite.name], "tx.encoded sender")
+    check_size(tx.signature, SIGNATURE_SIZES[suite.name], "tx.encoded signature")
     tx_hash = compute_tx_hash(suite.hasher(), tx)
     if tx_hash != p.tx_hash:
         raise ProofInvalid("tx.hash is not the hash of tx.encoded: the bundle was altered")
@@ -59,6 +78,7 @@ def _check_header(suite: Suite, p: _Bundle, tx: Transaction) -> Header:
     """The block header, which holds the transaction's chain id."""
     # The header decodes canonically and hashes to block.hash.
     header = _decode(p.header, Header, "block.header")
+    _check_header_sizes(suite, header, "block.header")
     if compute_block_hash(suite.hasher(), header) != p.block_hash:
         raise ProofInvalid("block.hash is not the hash of block.header: the bundle was altered")
     # block.height and block.time are the header's own, and the height is a real one.
@@ -73,9 +93,9 @@ def _check_header(suite: Suite, p: _Bundle, tx: Transaction) -> Header:
 
 
 def _check_evidence(
-    p: _Bundle, tx: Transaction, header: Header, file_digest: bytes | None
-) -> EvidencePut | None:
-    """The deposit's arguments for an ``evidence.put``, else None."""
+    p: _Bundle, tx: Transaction, header: Header, file_digest: bytes | None, file: BinaryIO | None
+) -> tuple[EvidencePut, str] | None:
+    """The deposit's arguments and its digest's hash for an ``evidence.put``, else None."""
     try:
         args = _evidence_args(tx)
     except DecodeError as exc:
@@ -84,11 +104,27 @@ def _check_evidence(
     truth = None if args is None else (args.digest, args.name, header.height, header.time)
     if p.evidence != truth:
         raise ProofInvalid("the evidence summary differs from what the transaction and header say")
-    # The file checked is the file deposited.
-    if file_digest is not None and (args is None or file_digest != args.digest):
-        deposited = "deposits no digest" if args is None else f"deposited {args.digest.hex()}"
-        raise ProofInvalid(f"the file's digest {file_digest.hex()} is not in this proof, which {deposited}")
-    return args
+    if args is None:
+        if file_digest is not None or file is not None:
+            raise ProofInvalid("a file was given, but this proof's transaction deposits no digest")
+        return None
+    # The digest names a hash this format knows (or its size implies one), and has its size.
+    algorithm = digest_algorithm(args, p.suite)
+    if algorithm is None:
+        named = args.metadata.get(DIGEST_ALGORITHM_KEY)
+        raise ProofInvalid(
+            f"the deposit's digest of {len(args.digest)} bytes is not a digest of "
+            + (f"the hash it names ({named!r})" if named is not None else "32, 48 or 64 bytes")
+        )
+    # The file checked is the file deposited, hashed as the deposit says.
+    if file is not None:
+        file_digest = digest_file(algorithm, file)
+    if file_digest is not None and file_digest != args.digest:
+        raise ProofInvalid(
+            f"the file's {algorithm} digest {file_digest.hex()} is not in this proof, "
+            f"which deposited {args.digest.hex()}"
+        )
+    return args, algorithm
 
 
 def _check_in_block(suite: Suite, p: _Bundle, header: Header, tx_hash: bytes) -> None:
@@ -131,6 +167,7 @@ def _check_anchor(suite: Suite, p: _Bundle, header: Header) -> tuple[Header, byt
     h = suite.hasher()
     # The anchor header decodes canonically and hashes to anchor.hash.
     anchor = _decode(p.anchor.header, Header, "anchor.header")
+    _check_header_sizes(suite, anchor, "anchor.header")
     if compute_block_hash(h, anchor) != p.anchor.hash:
         raise ProofInvalid("anchor.hash is not the hash of anchor.header: the bundle was altered")
     # It is newer than the block, states its own height, and is of the same chain.
@@ -226,7 +263,11 @@ def _check_commit(
 
 
 def verify_bundle(
-    bundle: dict[str, Any], *, trusted: Genesis | None, file_digest: bytes | None = None
+    bundle: Any,
+    *,
+    trusted: Genesis | None,
+    file_digest: bytes | None = None,
+    file: BinaryIO | None = None,
 ) -> VerifiedProof:
     """Check a proof bundle completely, offline; raise ProofInvalid at the first failing check.
 
@@ -234,14 +275,18 @@ def verify_bundle(
     certified by more than 2/3 of the voting power of the validator set the header (or a newer
     anchor header proving it through its history root) names; with ``trusted``, that set, the
     chain and the genesis hash the transaction was signed for are the genesis's; with
-    ``file_digest``, the transaction deposited that digest. Every readable field must equal what
-    the encoded bytes say.
+    ``file_digest``, the transaction deposited that digest; with ``file`` (a binary stream), it
+    deposited the file's digest by the hash the deposit names. Every readable field must equal
+    what the encoded bytes say, and every byte string has the size the format fixes. Any
+    ``bundle`` value that is not a valid bundle raises ProofInvalid; an OSError reading ``file``
+    propagates.
     """
     p = _read_bundle(bundle)
     suite = get_suite(p.suite)
     tx, tx_hash = _check_transaction(suite, p)
     header = _check_header(suite, p, tx)
-    args = _check_evidence(p, tx, header, file_digest)
+    deposit = _check_evidence(p, tx, header, file_digest, file)
+    args, algorithm = (None, None) if deposit is None else deposit
     _check_in_block(suite, p, header, tx_hash)
     signed_header, signed_hash, signed_commit = _check_anchor(suite, p, header)
     vset = _check_validator_set(suite, p, signed_header, trusted)
@@ -266,4 +311,5 @@ def verify_bundle(
         name=None if args is None else args.name,
         anchor_height=None if p.anchor is None else signed_header.height,
         trusted=trusted is not None,
+        algorithm=algorithm,
     )
