@@ -245,7 +245,9 @@ def test_verify_a_file_that_is_not_a_bundle(tmp_path: Path) -> None:
     assert_invalid(verify(junk))
     junk.write_text('{"format": "something-else"}')
     assert "format" in assert_invalid(verify(junk))
-    assert_invalid(verify(tmp_path / "missing.json"))
+    # A file that cannot be read is a usage error (2), not an invalid proof (1).
+    missing = verify(tmp_path / "missing.json")
+    assert missing.returncode == 2 and "usage:" in one_line_error(missing, "error:")
 
 
 # -- stop and start again -----------------------------------------------------------------

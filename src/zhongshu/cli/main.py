@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from zhongshu.crypto import CryptoError, get_suite, load_private_key_pem
 from zhongshu.ledger.genesis import GenesisError, load_genesis
@@ -240,33 +241,48 @@ def evidence_put(
     chain: str = typer.Option("main", help="Chain id."),
     proof_out: Path = typer.Option(None, help="Write the proof bundle (JSON) here."),
     name: str = typer.Option(None, help="Name to record (default: the file name)."),
+    algorithm: str = typer.Option(
+        None,
+        help="Hash of the digest: sm3, sha256, sha384, sha512, sha3-256, sha3-384 or sha3-512 "
+        "(default: the chain suite's, sm3 or sha256). Recorded with the deposit.",
+    ),
 ) -> None:
     """Deposit FILE's digest; print the transaction hash and committed height."""
+    from zhongshu.ledger.evidence_args import DIGEST_ALGORITHMS
+    from zhongshu.ledger.proof.digest import digest_file
     from zhongshu.sdk import Client
 
+    if algorithm is not None and algorithm not in DIGEST_ALGORITHMS:
+        raise CliError(f"--algorithm {algorithm!r} is not one of {', '.join(DIGEST_ALGORITHMS)}")
     signer = _load_key(key)
-    data = file.read_bytes()
-    with Client(api, chain) as client:
-        status = client.status()
-        if status["suite"] != signer.suite.name:
-            raise CliError(f"chain {chain!r} uses suite {status['suite']}, the key is {signer.suite.name}")
-        digest = signer.suite.hash(data)
-        receipt = client.put_evidence(signer, digest, name or file.name, {"size": str(len(data))})
-        if receipt["receipt"]["status"] != "ok":
-            raise CliError(f"deposit failed: {receipt['receipt']['error']}")
-        result = receipt["receipt"]["result"]
-        out.print(receipt["tx_hash"], highlight=False)
-        out.print(f"height {receipt['height']}", highlight=False)
-        if result.get("duplicate"):
-            out.print(
-                f"note: this digest was first deposited at height {result['height']} "
-                f"(tx {result['tx_hash']})",
-                highlight=False,
+    with file.open("rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        with Client(api, chain) as client:
+            status = client.status()
+            if status["suite"] != signer.suite.name:
+                raise CliError(
+                    f"chain {chain!r} uses suite {status['suite']}, the key is {signer.suite.name}"
+                )
+            algorithm = algorithm or {"sm": "sm3", "intl": "sha256"}[signer.suite.name]
+            digest = digest_file(algorithm, stream)
+            receipt = client.put_evidence(
+                signer, digest, name or file.name, {"size": str(size)}, algorithm=algorithm
             )
-        if proof_out:
-            bundle = client.get_proof(receipt["tx_hash"])
-            proof_out.write_text(json.dumps(bundle, indent=2) + "\n")
-            err.print(f"proof written to {proof_out}", highlight=False)
+            if receipt["receipt"]["status"] != "ok":
+                raise CliError(f"deposit failed: {receipt['receipt']['error']}")
+            result = receipt["receipt"]["result"]
+            out.print(receipt["tx_hash"], highlight=False)
+            out.print(f"height {receipt['height']}", highlight=False)
+            if result.get("duplicate"):
+                out.print(
+                    f"note: this digest was first deposited at height {result['height']} "
+                    f"(tx {result['tx_hash']})",
+                    highlight=False,
+                )
+            if proof_out:
+                bundle = client.get_proof(receipt["tx_hash"])
+                proof_out.write_text(json.dumps(bundle, indent=2) + "\n")
+                err.print(f"proof written to {proof_out}", highlight=False)
 
 
 @evidence_app.command("get")
@@ -291,39 +307,61 @@ def evidence_get(
 # -- verify -----------------------------------------------------------------------------
 
 
+VERIFY_USAGE = "usage: zhongshu verify BUNDLE [--file FILE] [--trust GENESIS]"
+
+
+def _verify_usage(message: str) -> typer.Exit:
+    """A bad argument of ``verify`` (not an invalid proof): one line on stderr, exit status 2."""
+    err.print(f"error: {message} ({VERIFY_USAGE})", markup=False, highlight=False)
+    return typer.Exit(2)
+
+
 @app.command()
 def verify(
     bundle: Path = typer.Argument(..., help="Proof bundle (JSON)."),
-    file: Path = typer.Option(None, help="The original file: its digest must be the deposited one."),
+    file: Path = typer.Option(
+        None, help="The original file: its digest, by the hash the deposit names, must be the deposited one."
+    ),
     trust: Path = typer.Option(None, help="Trusted genesis.json of the chain."),
 ) -> None:
-    """Verify a proof bundle offline. Exit 0 only when it is valid."""
-    from zhongshu.ledger.proof import ProofInvalid, verify_bundle
+    """Verify a proof bundle offline. Exit 0 only when it is valid, 1 when it is not, 2 when a
+    file cannot be read (or --trust is not a genesis document)."""
+    from zhongshu.ledger.proof import ProofInvalid, load_bundle, verify_bundle
 
     try:
-        doc = json.loads(bundle.read_text())
+        text = bundle.read_bytes()
+    except OSError as exc:
+        raise _verify_usage(f"cannot read the bundle {bundle}: {exc.strerror or exc}") from None
+    try:
         trusted = load_genesis(trust) if trust else None
-        digest = None
-        if file is not None:
-            suite_name = doc.get("suite") if isinstance(doc, dict) else None
-            digest = get_suite(suite_name if isinstance(suite_name, str) else "sm").hash(file.read_bytes())
-        result = verify_bundle(doc, trusted=trusted, file_digest=digest)
-    except ProofInvalid as exc:
-        err.print(f"INVALID: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    except (OSError, ValueError, GenesisError, CryptoError) as exc:
-        err.print(f"INVALID: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.time / 1000))
+    except GenesisError as exc:
+        raise _verify_usage(f"--trust: {exc}") from None
+    with contextlib.ExitStack() as files:
+        try:
+            stream = None if file is None else files.enter_context(file.open("rb"))
+        except OSError as exc:
+            raise _verify_usage(f"cannot read --file {file}: {exc.strerror or exc}") from None
+        try:
+            result = verify_bundle(load_bundle(text), trusted=trusted, file=stream)
+        except ProofInvalid as exc:
+            err.print(f"INVALID: {exc}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            raise _verify_usage(f"cannot read --file {file}: {exc.strerror or exc}") from None
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.time / 1000))
+    except (OverflowError, OSError, ValueError):
+        when = f"time {result.time} ms (beyond the calendar)"
     out.print(
-        f"[bold green]VALID[/]: tx {result.tx_hash.hex()} committed on chain {result.chain_id} "
+        f"[bold green]VALID[/]: tx {result.tx_hash.hex()} committed on chain {escape(result.chain_id)} "
         f"at height {result.height}, {when}, signed by {result.signed_power}/{result.total_power} "
         "of the voting power",
         highlight=False,
     )
     if result.digest is not None:
         out.print(
-            f"  evidence digest {result.digest.hex()}" + (" matches the file" if file is not None else ""),
+            f"  evidence digest ({result.algorithm}) {result.digest.hex()}"
+            + (" matches the file" if file is not None else ""),
             highlight=False,
         )
     if trusted is None:
