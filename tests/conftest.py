@@ -270,9 +270,17 @@ def module_twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nod
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Attach the tails of the live nodes' logs to a failed test's report."""
+    """Attach the tails of the nodes' logs to a failed test's report.
+
+    The nodes are the live ones started here, and any fixture value with a ``logs()`` method
+    (a network of processes a test module starts itself).
+    """
     outcome = yield
     report = outcome.get_result()
     if report.failed:
         for node in _LIVE:
             report.sections.append((f"node log {node.home}", node.log()))
+        for name, value in getattr(item, "funcargs", {}).items():
+            logs = getattr(value, "logs", None)
+            if callable(logs):
+                report.sections.append((f"logs of {name}", str(logs())))

@@ -134,11 +134,16 @@ def network(tmp_path: Path) -> Iterator[Network]:
     for i in range(N):
         net.start(i)
     try:
-        wait_for(
-            lambda: all((s := net.status(i)) and len(s["consensus"]["peers"]) == N - 1 for i in range(N)),
-            60,
-            "four nodes serving and connected to each other",
-        )
+        try:
+            wait_for(
+                lambda: all((s := net.status(i)) and len(s["consensus"]["peers"]) == N - 1 for i in range(N)),
+                60,
+                "four nodes serving and connected to each other",
+            )
+        except BaseException:
+            # Shown with the failed setup (the test's own failures get them from conftest's hook).
+            print(net.logs())
+            raise
         yield net
     finally:
         for i in net.running():

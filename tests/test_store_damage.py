@@ -143,7 +143,10 @@ def start_on(home: Path) -> tuple[int, str, str]:
                 if serving:
                     pytest.fail(f"the node started serving on a damaged store\n{err.read_text()}")
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the node neither served nor exited within {READY_TIMEOUT:g} s")
+                    pytest.fail(
+                        f"the node neither served nor exited within {READY_TIMEOUT:g} s\n"
+                        f"{out.read_text(errors='replace')[-3000:]}{err.read_text(errors='replace')[-3000:]}"
+                    )
                 time.sleep(0.05)
     finally:
         if proc.poll() is None:
