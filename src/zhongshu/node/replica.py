@@ -252,7 +252,11 @@ class Replica(ChainNode):
         return item.proposal.proposer if isinstance(item, SignedProposal) else item.validator
 
     def _is_next_height(self, item: SignedProposal | SignedVote) -> bool:
-        return self._message_height(item) == self.engine.height + 1
+        """Whether a message is for the height after the one the engine runs, or, while no height
+        runs (idle, or just booted), for the height after the stored tip."""
+        running = not self._idle and self.engine.height == self.height + 1
+        upcoming = self.height + 2 if running else self.height + 1
+        return self._message_height(item) == upcoming
 
     async def _start_next_height(self) -> None:
         """Start consensus on the height after the stored tip, then hand it the messages kept for it.
