@@ -191,6 +191,11 @@ class FsyncSpy:
 
         def fsync(fd: int) -> None:
             path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if path.is_dir():
+                # The directory, so that the rename into it is on disk too.
+                self.events.append("fsync dir")
+                real_fsync(fd)
+                return
             self.synced.append((path, path.read_bytes()))
             self.events.append(f"fsync {path.name}")
             if self.fail:
@@ -222,14 +227,14 @@ def test_consensus_signer_syncs_its_guard_before_releasing(
     signature = spy.returns(lambda: signer.sign(vote))
     # (SM2 is randomised: the signature returned must be the one stored, not a second one.)
     # The guard's bytes were synced (in the file renamed over the state) before the return.
-    assert spy.events == ["fsync signer.tmp", "replace signer.tmp signer.bin", "returned"]
+    assert spy.events == ["fsync signer.tmp", "replace signer.tmp signer.bin", "fsync dir", "returned"]
     ((synced_path, synced_bytes),) = spy.synced
     assert synced_path == path.with_suffix(".tmp")
     assert synced_bytes == path.read_bytes()
     assert decode(synced_bytes, LastSigned) == LastSigned(5, 1, PREVOTE, encode(vote), signature)
     # Asking again for the same bytes releases the stored signature and writes nothing.
     assert spy.returns(lambda: signer.sign(vote)) == signature
-    assert spy.events[3:] == ["returned"]
+    assert spy.events[4:] == ["returned"]
 
 
 def test_consensus_signer_releases_nothing_when_the_sync_fails(
@@ -257,7 +262,12 @@ def test_solo_signer_syncs_its_guard_before_releasing(
     spy = FsyncSpy(monkeypatch)
     vote = Vote(PRECOMMIT, "main", 2, 0, b"\x04" * 32)
     signature = spy.returns(lambda: signer.sign_vote(vote))
-    assert spy.events == ["fsync signer_state.tmp", "replace signer_state.tmp signer_state.json", "returned"]
+    assert spy.events == [
+        "fsync signer_state.tmp",
+        "replace signer_state.tmp signer_state.json",
+        "fsync dir",
+        "returned",
+    ]
     ((synced_path, synced_bytes),) = spy.synced
     assert synced_path == path.with_suffix(".tmp") and synced_bytes == path.read_bytes()
     assert b'"height": 2' in synced_bytes and signature.hex().encode() in synced_bytes

@@ -7,7 +7,6 @@ again for what it already signed returns the stored signature.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from zhongshu.codec import decode, encode
@@ -15,6 +14,7 @@ from zhongshu.consensus.guard import LastSigned, SignCheck, check_signing, get_p
 from zhongshu.consensus.messages import Proposal
 from zhongshu.crypto import PrivateKey
 from zhongshu.ledger.types import Vote
+from zhongshu.node.durable import save_durably
 from zhongshu.node.signer import DoubleSignRefused
 
 
@@ -37,11 +37,6 @@ class ConsensusSigner:
         height, round_, step, data = get_position(message)
         signature = self.key.sign(data)
         last = LastSigned(height, round_, step, data, signature)
-        tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(encode(last))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        save_durably(self.state_path, encode(last))
         self.last = last
         return signature

@@ -7,12 +7,12 @@ sign two different blocks at the same (height, round, step).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey
 from zhongshu.ledger.types import Vote
+from zhongshu.node.durable import save_durably
 
 
 class DoubleSignRefused(RuntimeError):
@@ -50,14 +50,9 @@ class Signer:
         return signature
 
     def _save(self, hrs: tuple[int, int, int], block_hash: str, signature: bytes) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
         doc = {"height": hrs[0], "round": hrs[1], "step": hrs[2], "block_hash": block_hash}
         doc["signature"] = signature.hex()
-        with open(tmp, "w") as f:
-            json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        save_durably(self.state_path, json.dumps(doc).encode())
         self._last = hrs
         self._last_hash = block_hash
         self._last_signature = signature
