@@ -8,6 +8,7 @@ import cProfile
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -69,9 +70,21 @@ def now_ms() -> int:
 # -- running nodes ----------------------------------------------------------------------
 
 
-def _serve(home: Path, port: int | None, banner: Callable[[str], None]) -> None:
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(home: Path, port: int | None, banner: Callable[[str], None], log_format: str | None) -> None:
+    from zhongshu.cli.logs import configure_logging, resolve_log_format
+    from zhongshu.node.lock import check_home_unlocked
+
+    # Refuse a home in use before loading the server (the node takes the lock itself).
+    check_home_unlocked(home)
+    configure_logging(resolve_log_format(log_format))
     from zhongshu.gateway.server import NodeHalted, serve_home
 
+    # Until the node installs its own handlers, SIGTERM stops it like Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     profile_path = os.environ.get("ZHONGSHU_PROFILE")
     profiler = cProfile.Profile() if profile_path else None
     try:
@@ -87,6 +100,10 @@ def _serve(home: Path, port: int | None, banner: Callable[[str], None]) -> None:
             profiler.disable()
             profiler.dump_stats(profile_path)
     out.print("[bold]stopped[/]; data kept in", str(home / "data"))
+    sys.stdout.flush()
+
+
+LOG_FORMAT_HELP = "Log lines as text or json (one object per line); default $ZHONGSHU_LOG_FORMAT or text."
 
 
 @app.command()
@@ -98,10 +115,14 @@ def up(
     suite: str = typer.Option("sm", help="Crypto suite of a new chain: sm or intl."),
     home: Path = typer.Option(None, help="Home directory (default ~/.zhongshu or $ZHONGSHU_HOME)."),
     port: int = typer.Option(DEFAULT_PORT, help="Gateway port."),
+    log_format: str = typer.Option(None, help=LOG_FORMAT_HELP),
 ) -> None:
     """Start a local hub on this machine (creating it on first run) and print its URLs."""
+    from zhongshu.cli.logs import LOG_FORMAT_ENV, resolve_log_format
+
     home = home or default_home()
     get_suite(suite)
+    log_format = resolve_log_format(log_format)
     if nodes is None:
         from zhongshu.cli.network import node_homes
 
@@ -111,12 +132,20 @@ def up(
         raise CliError("--nodes must be at least 1")
     if nodes > 1:
         from zhongshu.cli.network import NetworkError, ensure_network, run_network
+        from zhongshu.node.lock import acquire_home_lock, check_home_unlocked
 
-        try:
-            homes, created_net = ensure_network(home, nodes, suite, port, now_ms())
-            code = run_network(home, homes, created_net, out)
-        except NetworkError as exc:
-            raise CliError(str(exc)) from None
+        home.mkdir(parents=True, exist_ok=True)
+        # The hub directory is this process's; each node process locks its own home.
+        with acquire_home_lock(home):
+            try:
+                homes, created_net = ensure_network(home, nodes, suite, port, now_ms())
+                for node_home in homes:
+                    check_home_unlocked(node_home)
+                os.environ[LOG_FORMAT_ENV] = log_format
+                _stop_once_on_sigint()
+                code = run_network(home, homes, created_net, out)
+            except NetworkError as exc:
+                raise CliError(str(exc)) from None
         if code:
             raise typer.Exit(code)
         return
@@ -137,7 +166,7 @@ def up(
         out.print("Press Ctrl-C to stop.")
         sys.stdout.flush()
 
-    _serve(home, port, banner)
+    _serve(home, port, banner, log_format)
 
 
 @node_app.command("start")
@@ -145,6 +174,7 @@ def up(
 def node_start(
     home: Path = typer.Option(..., help="The node's home directory (holds genesis.json)."),
     port: int = typer.Option(None, help="Override the gateway port from config.json."),
+    log_format: str = typer.Option(None, help=LOG_FORMAT_HELP),
 ) -> None:
     """Run the node whose files are in HOME."""
 
@@ -152,7 +182,17 @@ def node_start(
         out.print(f"[bold green]node up[/] {url}  (home {home})")
         sys.stdout.flush()
 
-    _serve(home, port, banner)
+    _serve(home, port, banner, log_format)
+
+
+def _stop_once_on_sigint() -> None:
+    """The first SIGINT stops ``up`` (KeyboardInterrupt); more, while the nodes stop, are ignored."""
+
+    def on_sigint(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 network_app = typer.Typer(no_args_is_help=True, help="Multi-node networks.")

@@ -7,8 +7,10 @@ import contextlib
 import logging
 import os
 import resource
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -17,14 +19,21 @@ from zhongshu.gateway.connections import ConnectionLimits, connection_cap, guard
 from zhongshu.gateway.ratelog import install_rate_limit, remove_rate_limit
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import load_home
+from zhongshu.node.lock import acquire_home_lock
+from zhongshu.node.monitor import log_blocks, watch_health
 from zhongshu.node.signer import Signer
 from zhongshu.node.solo_node import SoloNode
 
 log = logging.getLogger("zhongshu.node")
 
-RATE_LIMITED_LOGGERS = ["zhongshu.gateway", "uvicorn.error"]
-"""The HTTP layer's loggers: what hostile clients cause is logged once per interval, not per event."""
+RATE_LIMITED_LOGGERS = ["zhongshu.gateway", "uvicorn.error", "zhongshu.node"]
+"""Loggers whose lines peers or clients can cause per message: each kind is logged once per
+interval, not per event. (The block and health lines have loggers of their own, not limited.)"""
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+QUIET_AT_STOP_LOGGERS = ["uvicorn.error", "asyncio"]
+"""Loggers that report requests cancelled by a stop (see ``_QuietCancelAtStop``)."""
 
 SHUTDOWN_GRACE_SECONDS = 3
 """On SIGINT/SIGTERM, requests still open after this many seconds are cancelled and the node stops."""
@@ -34,10 +43,107 @@ class NodeHalted(RuntimeError):
     """The node stopped because an internal invariant broke; its store is intact."""
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: ``serve_home`` stops it.
+
+    (uvicorn re-raises a caught signal after it stops; for SIGTERM that kills the process
+    before the store is closed, with a non-zero status.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """A stop signal after the node has closed: the process is exiting already."""
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM ask the server to stop; a second asks it not to wait for open requests.
+
+    The signals are handled in the event loop (``loop.add_signal_handler``), so the stop is logged
+    safely. When the node has closed, ``ignore_late`` replaces the handlers with ones that do
+    nothing, for the rest of the process's life: a signal that comes while the process exits
+    changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.server: uvicorn.Server | None = None
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def ignore_late(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, _ignore_signal)
+
+    def _on_signal(self, signum: int) -> None:
+        self.received.append(signum)
+        name = signal.Signals(signum).name
+        if len(self.received) == 1:
+            log.info("%s received: stopping", name)
+        if self.server is not None:
+            if self.server.should_exit and not self.server.force_exit:
+                log.info("%s received again: ending open requests now", name)
+                self.server.force_exit = True
+            self.server.should_exit = True
+
+    def attach(self, server: uvicorn.Server) -> None:
+        self.server = server
+        if self.received:
+            server.should_exit = True
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.received) or (self.server is not None and self.server.should_exit)
+
+
+class _QuietCancelAtStop(logging.Filter):
+    """Once the node stops, a request the stop cancels is counted, not logged with a traceback.
+
+    (uvicorn logs each cancelled request as "Exception in ASGI application", asyncio a cancelled
+    gather as "exception was never retrieved".) Any other record passes.
+    """
+
+    def __init__(self, stop: _StopSignals) -> None:
+        super().__init__()
+        self.stop = stop
+        self.cancelled = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if self.stop.stopping and isinstance(exc, asyncio.CancelledError):
+            self.cancelled += 1
+            return False
+        return True
+
+
 async def serve_home(
     home: Path, *, port: int | None = None, on_ready: Callable[[str], None] | None = None
 ) -> None:
-    """Serve the node in ``home`` until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
+    """Serve the node in ``home`` until SIGINT/SIGTERM; the store is closed cleanly on the way out.
+
+    The home's lock is taken first (HomeLocked if another process serves it), before the store,
+    the WAL or the signer state is opened, and held until the node is closed.
+    """
+    stop = _StopSignals()
+    stop.install()
+    try:
+        with acquire_home_lock(home):
+            await _serve_locked(home, port, on_ready, stop)
+    finally:
+        stop.ignore_late()
+
+
+async def _serve_locked(
+    home: Path, port: int | None, on_ready: Callable[[str], None] | None, stop: _StopSignals
+) -> None:
     config, genesis, key = load_home(home)
     # Fault injection for crash tests: exit abruptly at a named point (see ChainNode.crash_point).
     crash_point = os.environ.get("ZHONGSHU_CRASH_POINT")
@@ -60,19 +166,22 @@ async def serve_home(
         )
     app = create_app({genesis.chain_id: node})
     limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
-    uv = uvicorn.Server(
+    uv = _Server(
         uvicorn.Config(
             app,
             host=config.api_host,
             port=port or config.api_port,
             http=guarded_protocol(limits),
             log_level="warning",
+            # The process's log format (zhongshu.cli.logs) applies to uvicorn's lines too.
+            log_config=None,
             access_log=False,
             lifespan="off",
             # A stop waits this long for requests in flight (a commit wait, a slow client), then ends them.
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
     )
+    stop.attach(uv)
     producer = asyncio.create_task(node.run(), name="block-producer")
 
     def on_producer_done(task: asyncio.Task[None]) -> None:
@@ -89,21 +198,37 @@ async def serve_home(
             if producer.done() or uv.should_exit:
                 return
             await asyncio.sleep(0.05)
+        log.info("node serving %s at height %d (home %s)", url, node.height, home)
         if on_ready:
             on_ready(url)
 
-    announcer = asyncio.create_task(announce())
+    watchers = [
+        asyncio.create_task(announce(), name="announce"),
+        asyncio.create_task(log_blocks(node), name="block-log"),
+        asyncio.create_task(watch_health(node), name="health"),
+    ]
     limiter = install_rate_limit(RATE_LIMITED_LOGGERS)
+    quiet = _QuietCancelAtStop(stop)
+    for name in QUIET_AT_STOP_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
     try:
         await uv.serve()
     finally:
-        remove_rate_limit(RATE_LIMITED_LOGGERS, limiter)
-        announcer.cancel()
+        uv.should_exit = True
+        # Requests still open (a forced stop skips the grace) end before the store closes.
+        requests = list(uv.server_state.tasks)
+        for task in [*requests, *watchers]:
+            task.cancel()
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await producer
+            await asyncio.gather(producer, *watchers, *requests, return_exceptions=True)
+        if quiet.cancelled:
+            log.info("%d open requests ended by the stop", quiet.cancelled)
         failure = producer.exception() if producer.done() and not producer.cancelled() else None
+        # Work handed to threads (a block being written) ends before the store closes.
+        await asyncio.get_running_loop().shutdown_default_executor()
         node.close()
+        remove_rate_limit(RATE_LIMITED_LOGGERS, limiter)
         log.info("node stopped at height %d", node.height)
     if failure is not None:
         raise NodeHalted(f"block production failed at height {node.height + 1}: {failure!r}") from failure
