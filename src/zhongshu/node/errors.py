@@ -40,6 +40,13 @@ class WrongChain(Refused):
     title = "Transaction is for another chain"
 
 
+class WrongGenesis(Refused):
+    """The transaction names this chain but another genesis: it was signed for another network."""
+
+    code = "wrong-genesis"
+    title = "Transaction is for another network"
+
+
 class UnknownChain(Refused):
     code = "unknown-chain"
     title = "Unknown chain"
@@ -58,6 +65,13 @@ class UnknownMethod(Refused):
 class InvalidArguments(Refused):
     code = "invalid-arguments"
     title = "Invalid arguments"
+
+
+class ArgumentLimit(Refused):
+    """The arguments decode but break a limit the contract states (sizes, counts)."""
+
+    code = "argument-limit"
+    title = "Arguments break the contract's limits"
 
 
 class Expired(Refused):

@@ -11,20 +11,7 @@ from zhongshu.execution import errors as xerr
 from zhongshu.execution.registry import Registry
 from zhongshu.ledger.types import Transaction
 from zhongshu.node import errors
-
-
-class WrongGenesis(errors.Refused):
-    """The transaction names this chain but another genesis: it was signed for another network."""
-
-    code = "wrong-genesis"
-    title = "Transaction is for another network"
-
-
-class ArgumentLimit(errors.Refused):
-    """The arguments decode but break a limit the contract states (sizes, counts)."""
-
-    code = "argument-limit"
-    title = "Arguments break the contract's limits"
+from zhongshu.node.errors import ArgumentLimit, WrongGenesis
 
 
 class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
