@@ -83,11 +83,11 @@ def assert_serving(node: NodeProcess) -> None:
 
 
 def assert_problem(response: httpx.Response, status: int, code: str, node: NodeProcess) -> dict[str, Any]:
-    """An RFC 9457 problem document of ``status`` and type ``.../code``; the node still serves."""
+    """An RFC 9457 problem document of ``status`` and type ``/problems/code``; the node still serves."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM), response.headers
     problem = response.json()
-    assert problem["type"].endswith("/" + code), problem
+    assert problem["type"] == "/problems/" + code, problem
     assert problem["status"] == status, problem
     assert isinstance(problem["title"], str) and problem["title"], problem
     assert isinstance(problem["detail"], str) and problem["detail"].strip(), problem

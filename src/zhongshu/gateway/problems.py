@@ -1,7 +1,14 @@
-"""RFC 9457 problem documents: every error the API returns has this shape."""
+"""RFC 9457 problem documents: every error the API returns has this shape.
+
+``PROBLEM_TYPES`` is the one list of the codes the gateway can answer with: each code's status,
+title and description. A problem document's ``type`` is ``/problems/<code>``, a path of the
+gateway itself (RFC 9457 allows a relative reference), and ``GET /problems/<code>`` answers
+with the code's entry; docs/access-spec.md's error table is this list (a test compares them).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -10,26 +17,168 @@ from starlette.responses import Response
 from zhongshu.codec import encode_json
 from zhongshu.node import errors
 
-PROBLEM_BASE = "https://zhongshu.dev/problems/"
+PROBLEM_BASE = "/problems/"
 PROBLEM_TYPE = "application/problem+json"
 
+
+@dataclass(frozen=True)
+class ProblemType:
+    """One code the gateway answers with."""
+
+    code: str
+    status: int
+    """The HTTP status it comes with (batch-refused: 409 when every refused one is a duplicate)."""
+    title: str
+    description: str
+    """When it happens and what to do."""
+    refusal: type[errors.Refused] | None = None
+    """The node's error it stands for; None for codes only the gateway's layers answer with."""
+
+    @property
+    def uri(self) -> str:
+        return PROBLEM_BASE + self.code
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "type": self.uri,
+            "code": self.code,
+            "title": self.title,
+            "status": self.status,
+            "description": self.description,
+        }
+
+
+def _refusal(kind: type[errors.Refused], status: int, description: str) -> ProblemType:
+    return ProblemType(kind.code, status, kind.title, description, kind)
+
+
+PROBLEM_TYPES: dict[str, ProblemType] = {
+    p.code: p
+    for p in sorted(
+        (
+            _refusal(
+                errors.MalformedTransaction,
+                400,
+                "The body is not JSON of the right shape (or not UTF-8, inside strings too), a hex field "
+                "is not hex, an integer is out of range, or wait is neither commit nor absent.",
+            ),
+            ProblemType(
+                "malformed-http",
+                400,
+                "Malformed HTTP request",
+                "The bytes are not HTTP/1.1 (request line, headers, chunked framing); "
+                "the connection is closed.",
+            ),
+            ProblemType(
+                "invalid-request",
+                400,
+                "Invalid request",
+                "A query parameter has the wrong type or a required one is missing.",
+            ),
+            _refusal(
+                errors.BadRequest,
+                400,
+                "A path or query value is malformed or out of range: a hash that is not hex, a height that "
+                "is not a number, a timeout that is not above 0 and at most 60 (NaN and infinities "
+                "included), a limit outside 1 to 1,000, a cursor that is not a next_cursor of that list.",
+            ),
+            _refusal(
+                errors.InvalidSignature,
+                400,
+                "The signature does not verify (wrong key, truncated or garbage DER).",
+            ),
+            _refusal(
+                errors.InvalidPublicKey,
+                400,
+                "sender (or a list's owner) is not a public key of the chain's suite.",
+            ),
+            _refusal(errors.WrongChain, 400, "The transaction names another chain than the URL's."),
+            _refusal(
+                errors.WrongGenesis,
+                400,
+                "The transaction names this chain's name but another genesis hash: it was signed for "
+                "another network; sign it again with the genesis_hash of this chain's status.",
+            ),
+            _refusal(errors.UnknownContract, 400, "The chain has no such contract."),
+            _refusal(errors.UnknownMethod, 400, "The contract has no such method."),
+            _refusal(
+                errors.InvalidArguments,
+                400,
+                "args is not the canonical encoding of the method's argument struct.",
+            ),
+            _refusal(
+                errors.ArgumentLimit,
+                400,
+                "args decode but break a limit the contract states (for evidence.put: digest size, name, "
+                "metadata, payload); detail names the limit.",
+            ),
+            _refusal(errors.Expired, 400, "valid_until is below the next block height."),
+            _refusal(
+                errors.BatchRefused,
+                400,
+                "A batch had bad transactions (409 if all are duplicates); errors lists {index, type, "
+                "detail}; nothing of the batch was accepted.",
+            ),
+            ProblemType(
+                "http-error",
+                400,
+                "HTTP error",
+                "Another refusal of the HTTP layer (none is known to occur); status is the HTTP status.",
+            ),
+            ProblemType(
+                "method-not-allowed",
+                405,
+                "Method not allowed",
+                "The path exists but not with this HTTP method.",
+            ),
+            ProblemType(
+                "request-timeout",
+                408,
+                "Request not received in time",
+                "The request did not arrive whole in time (10 s plus 1 s per 64 KiB); "
+                "the connection is closed.",
+            ),
+            _refusal(errors.UnknownChain, 404, "The node serves no such chain."),
+            _refusal(
+                errors.NotFound,
+                404,
+                "No such transaction, block, evidence record, problem code or path.",
+            ),
+            _refusal(errors.Duplicate, 409, "The transaction is already pending or committed."),
+            ProblemType("body-too-large", 413, "Request body too large", "The request body is over 16 MiB."),
+            _refusal(
+                errors.TooLarge,
+                413,
+                "One transaction is over the chain's max_tx_bytes (96 KiB), or a batch over 10,000.",
+            ),
+            _refusal(errors.MempoolFull, 503, "The mempool is full: retry after the Retry-After seconds."),
+            ProblemType(
+                "too-many-connections",
+                503,
+                "Too many connections",
+                "The gateway's connections are all in use; retry after the Retry-After seconds.",
+            ),
+            ProblemType(
+                "unhealthy",
+                503,
+                "Node not healthy",
+                "GET /healthz: a chain cannot commit now (a replica whose connected peers, with itself, "
+                "hold at most 2/3 of the voting power); detail names the chain.",
+            ),
+            _refusal(
+                errors.CommitTimeout,
+                504,
+                "?wait=commit timed out; tx_hashes names the transactions, which may still commit or may "
+                "be forgotten: look each up and resubmit the ones not committed.",
+            ),
+        ),
+        key=lambda p: p.status,
+    )
+}
+"""Every code the gateway answers with, by status: the access spec's table, in its order."""
+
 STATUS: dict[type[errors.Refused], int] = {
-    errors.MalformedTransaction: 400,
-    errors.BadRequest: 400,
-    errors.InvalidSignature: 400,
-    errors.InvalidPublicKey: 400,
-    errors.WrongChain: 400,
-    errors.UnknownContract: 400,
-    errors.UnknownMethod: 400,
-    errors.InvalidArguments: 400,
-    errors.Expired: 400,
-    errors.BatchRefused: 400,
-    errors.UnknownChain: 404,
-    errors.NotFound: 404,
-    errors.Duplicate: 409,
-    errors.TooLarge: 413,
-    errors.MempoolFull: 503,
-    errors.CommitTimeout: 504,
+    p.refusal: p.status for p in PROBLEM_TYPES.values() if p.refusal is not None
 }
 
 
@@ -78,7 +227,8 @@ def encode_problem_http(
 
 
 def refused_response(exc: errors.Refused, instance: str = "") -> Response:
-    status = STATUS.get(type(exc), 400)
+    """The problem document of a refusal, at its registered status."""
+    status = STATUS[type(exc)]
     if isinstance(exc, errors.BatchRefused) and all(isinstance(e, errors.Duplicate) for _, e in exc.errors):
         status = 409
     return problem_response(status, exc.code, exc.title, exc.detail, instance, **exc.extra)
