@@ -1,4 +1,8 @@
-"""The REST gateway (FastAPI): the routes of design.md, errors as RFC 9457 problem documents."""
+"""The REST gateway (FastAPI): the routes of design.md, errors as RFC 9457 problem documents.
+
+Each route declares its answer's schema and its problem codes (``openapi.answers``); the
+document is served at ``/openapi.json``, browsable at ``/docs`` and ``/redoc`` (``docs.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from fastapi import FastAPI, Request
+import starlette.responses
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -19,10 +24,14 @@ from starlette.responses import Response, StreamingResponse
 from zhongshu import __version__
 from zhongshu.codec import encode_json
 from zhongshu.crypto import InvalidKey
+from zhongshu.gateway import schemas
+from zhongshu.gateway.docs import docs_router
 from zhongshu.gateway.evidence_index import decode_cursor, evidence_view, owner_entries
+from zhongshu.gateway.health import chain_health, without_quorum
 from zhongshu.gateway.limits import BodySizeLimit
-from zhongshu.gateway.paging import DEFAULT_LIMIT, Entry, check_limit, render_page
-from zhongshu.gateway.problems import problem_response, refused_response
+from zhongshu.gateway.openapi import answers, event_stream, openapi_document, success, tx_body_schema
+from zhongshu.gateway.paging import DEFAULT_LIMIT, MAX_LIMIT, Entry, check_limit, render_page
+from zhongshu.gateway.problems import PROBLEM_TYPES, problem_response, refused_response
 from zhongshu.gateway.views import (
     commit_view,
     committed_view,
@@ -43,12 +52,42 @@ MAX_COMMIT_WAIT = 60.0
 
 _tx_batch_decoder = msgspec.json.Decoder(TxJSON | list[TxJSON])
 
+SUBMIT_CODES = (
+    "unknown-chain",
+    "malformed-transaction",
+    "bad-request",
+    "invalid-request",
+    "invalid-signature",
+    "invalid-public-key",
+    "wrong-chain-id",
+    "wrong-genesis",
+    "unknown-contract",
+    "unknown-method",
+    "invalid-arguments",
+    "argument-limit",
+    "expired",
+    "batch-refused",
+    "duplicate",
+    "too-large",
+    "mempool-full",
+    "commit-timeout",
+)
+"""The problems POST txs can answer with."""
 
-class JSONResponse(Response):
-    media_type = "application/json"
+
+class JSONResponse(starlette.responses.JSONResponse):
+    """JSON encoded by msgspec (``codec.encode_json``)."""
 
     def render(self, content: Any) -> bytes:
         return encode_json(content)
+
+
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+LIMIT = Query(DEFAULT_LIMIT, description=f"items of the page at most, 1 to {MAX_LIMIT}")
+CURSOR = Query("", description="the next_cursor of the previous page; empty for the first page")
 
 
 def _hex_param(name: str, value: str) -> bytes:
@@ -79,10 +118,21 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
     app = FastAPI(
         title="Zhongshu gateway",
         version=__version__,
-        description="Access API of the Zhongshu city blockchain hub. Errors are RFC 9457 "
-        "problem documents (application/problem+json).",
+        description="Access API of the Zhongshu city blockchain hub (docs/access-spec.md). Errors are "
+        "RFC 9457 problem documents (application/problem+json) whose `type` is `/problems/<code>` "
+        "of this gateway: GET it for the code's description, GET /problems for all of them.",
         default_response_class=JSONResponse,
+        docs_url=None,
+        redoc_url=None,
     )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(docs_router(app.openapi_url or "/openapi.json"))
 
     @app.exception_handler(errors.Refused)
     async def on_refused(request: Request, exc: errors.Refused) -> Response:
@@ -106,7 +156,7 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         return problem_response(
             exc.status_code,
             code,
-            str(exc.detail),
+            PROBLEM_TYPES[code].title,
             f"{request.method} {request.url.path}: {exc.detail}",
             request.url.path,
         )
@@ -125,26 +175,71 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             )
         return node
 
-    @app.get("/v1/chains")
-    async def list_chains(limit: int = DEFAULT_LIMIT, cursor: str = "") -> Response:
+    @app.get("/healthz", responses=answers(schemas.Health, "unhealthy"))
+    async def healthz() -> Response:
+        """200 when every chain served can commit now; 503 ``unhealthy`` naming those that cannot.
+
+        A chain can commit when this node and its connected peers hold more than 2/3 of the
+        voting power (a single-node chain always can).
+        """
+        health = {chain_id: chain_health(node) for chain_id, node in sorted(chains.items())}
+        failing = without_quorum(health)
+        if failing:
+            detail = "; ".join(
+                f"chain {c!r}: this node and its {health[c]['peers']} connected peers hold "
+                f"{health[c]['power']} of {health[c]['total_power']} voting power, more than 2/3 is "
+                "needed to commit; start or reconnect the other validators"
+                for c in failing
+            )
+            return problem_response(503, "unhealthy", PROBLEM_TYPES["unhealthy"].title, detail, "/healthz")
+        return JSONResponse({"status": "ok", "chains": health})
+
+    @app.get("/problems", responses=answers(schemas.ProblemTypePage))
+    async def list_problems() -> Any:
+        """Every problem code the gateway answers with, in one page."""
+        return {"items": [p.view() for p in PROBLEM_TYPES.values()], "next_cursor": None}
+
+    @app.get("/problems/{code}", responses=answers(schemas.ProblemType, "not-found"))
+    async def get_problem(code: str) -> Any:
+        """What a problem code means: the ``type`` of a problem document resolves here."""
+        problem = PROBLEM_TYPES.get(code)
+        if problem is None:
+            raise errors.NotFound(f"no problem code {code[:80]!r}; GET /problems lists them")
+        return problem.view()
+
+    @app.get("/v1/chains", responses=answers(schemas.ChainPage, "bad-request", "invalid-request"))
+    async def list_chains(limit: int = LIMIT, cursor: str = CURSOR) -> Response:
         """The chains this node serves, by chain id, a page at a time (``items``, ``next_cursor``)."""
         entries: list[Entry] = [
             (chain_id, chains[chain_id].status) for chain_id in sorted(chains) if chain_id > cursor
         ]
         return Response(render_page(entries, check_limit(limit)), media_type="application/json")
 
-    @app.get("/v1/chains/{chain}/status")
+    @app.get("/v1/chains/{chain}/status", responses=answers(schemas.ChainStatus, "unknown-chain"))
     async def status(chain: str) -> Any:
         """Height, latest block hash and mempool size of a chain."""
         return chain_of(chain).status()
 
-    @app.get("/v1/chains/{chain}/genesis")
+    @app.get("/v1/chains/{chain}/genesis", responses=answers(schemas.Genesis, "unknown-chain"))
     async def genesis(chain: str) -> Any:
         """The chain's genesis document (what `zhongshu verify --trust` takes)."""
         return genesis_to_json(chain_of(chain).genesis)
 
-    @app.post("/v1/chains/{chain}/txs", status_code=202)
-    async def submit(chain: str, request: Request, wait: str = "", timeout: float = 30.0) -> Any:
+    @app.post(
+        "/v1/chains/{chain}/txs",
+        status_code=202,
+        responses=answers(schemas.SubmitPending, *SUBMIT_CODES, status=202)
+        | {200: success(schemas.SubmitCommitted)},
+        openapi_extra=tx_body_schema(),
+    )
+    async def submit(
+        chain: str,
+        request: Request,
+        wait: str = Query("", description="`commit`: answer once all are committed, with receipts"),
+        timeout: float = Query(
+            30.0, description=f"with wait=commit: seconds to wait, above 0 and at most {MAX_COMMIT_WAIT:g}"
+        ),
+    ) -> Any:
         """Submit one transaction (a JSON object) or a batch (a JSON array), all or nothing.
 
         With ``?wait=commit`` the answer comes once all are committed, with their receipts.
@@ -188,7 +283,12 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             return JSONResponse({"status": "committed", "receipts": [committed_view(c) for c in done]}, 200)
         return JSONResponse({"status": "pending", "tx_hashes": [h.hex() for h in hashes]}, 202)
 
-    @app.get("/v1/chains/{chain}/txs/{tx_hash}")
+    @app.get(
+        "/v1/chains/{chain}/txs/{tx_hash}",
+        responses=answers(
+            schemas.TxView, "unknown-chain", "bad-request", "malformed-transaction", "not-found"
+        ),
+    )
     async def get_tx(chain: str, tx_hash: str) -> Any:
         """A transaction with its receipt, or its pending status."""
         node = chain_of(chain)
@@ -204,14 +304,26 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             view.update(committed_view(committed))
         return view
 
-    @app.get("/v1/chains/{chain}/txs/{tx_hash}/proof")
-    async def get_proof(chain: str, tx_hash: str, anchor: str = "") -> Any:
+    @app.get(
+        "/v1/chains/{chain}/txs/{tx_hash}/proof",
+        responses=answers(
+            schemas.ProofBundle, "unknown-chain", "bad-request", "malformed-transaction", "not-found"
+        ),
+    )
+    async def get_proof(
+        chain: str,
+        tx_hash: str,
+        anchor: str = Query("", description="`latest`: prove the block through the newest header too"),
+    ) -> Any:
         """The offline proof bundle; ``?anchor=latest`` proves the block through the newest header."""
         node = chain_of(chain)
         h = _hex_param("tx hash", tx_hash)
         return node.build_proof(h, anchor_latest=anchor == "latest")
 
-    @app.get("/v1/chains/{chain}/blocks/{height}")
+    @app.get(
+        "/v1/chains/{chain}/blocks/{height}",
+        responses=answers(schemas.BlockView, "unknown-chain", "bad-request", "not-found"),
+    )
     async def get_block(chain: str, height: str) -> Any:
         """A block by height (or ``latest``): header, transaction hashes, commit."""
         node = chain_of(chain)
@@ -234,14 +346,34 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             "commit": commit_view(record.commit),
         }
 
-    @app.get("/v1/chains/{chain}/evidence/{digest}")
+    @app.get(
+        "/v1/chains/{chain}/evidence/{digest}",
+        responses=answers(
+            schemas.EvidenceRecord, "unknown-chain", "bad-request", "malformed-transaction", "not-found"
+        ),
+    )
     async def get_evidence(chain: str, digest: str) -> Any:
         """An evidence record by file digest."""
         record = chain_of(chain).get_evidence(_hex_param("digest", digest))
         return evidence_view(record)
 
-    @app.get("/v1/chains/{chain}/evidence")
-    async def list_evidence(chain: str, owner: str, limit: int = DEFAULT_LIMIT, cursor: str = "") -> Response:
+    @app.get(
+        "/v1/chains/{chain}/evidence",
+        responses=answers(
+            schemas.EvidencePage,
+            "unknown-chain",
+            "bad-request",
+            "invalid-request",
+            "malformed-transaction",
+            "invalid-public-key",
+        ),
+    )
+    async def list_evidence(
+        chain: str,
+        owner: str = Query(description="the depositor's public key, hex"),
+        limit: int = LIMIT,
+        cursor: str = CURSOR,
+    ) -> Response:
         """Evidence deposited by one owner (public key, hex), oldest first, a page at a time."""
         node = chain_of(chain)
         owner_key = _hex_param("owner", owner)
@@ -256,7 +388,11 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         page = render_page(owner_entries(node, owner_key, after, count + 1), count)
         return Response(page, media_type="application/json")
 
-    @app.get("/v1/chains/{chain}/events")
+    @app.get(
+        "/v1/chains/{chain}/events",
+        response_class=EventStreamResponse,
+        responses=event_stream() | answers(None, "unknown-chain"),
+    )
     async def events(chain: str, request: Request) -> StreamingResponse:
         """Server-sent events: one ``block`` event per committed block, one ``event`` per contract event."""
         node = chain_of(chain)
@@ -279,7 +415,7 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
             finally:
                 node.unsubscribe(queue)
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return EventStreamResponse(stream())
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
