@@ -11,10 +11,15 @@ The rule (docs/consensus.md, "Block time"):
   the height is still undecided then. Being timely is monotone (a block that is timely stays
   timely as the clock advances), so a value some honest validator accepted is accepted by every
   honest validator once their clocks catch up, and liveness is kept under clock skew.
-- With at most f Byzantine validators no block can be committed without prevotes from f+1
-  honest validators, so every committed block time is at most ``MAX_FUTURE_MS`` (plus the
-  honest validators' clock skew) ahead of real time. Committed blocks fetched by block sync
-  are not checked against the clock: their commit certificate stands for them.
+- A block that would become timely only after ``MAX_TIMELY_WAIT_MS`` is invalid at once, so the
+  validator prevotes nil without waiting for its propose timeout. This one answer is final for
+  the height; it cannot split honest validators as long as their clocks are within
+  ``MAX_TIMELY_WAIT_MS`` of each other (minutes, against the seconds NTP keeps them within).
+- With at most f Byzantine validators no block can be committed without precommits (hence
+  prevotes) from honest validators holding more than 1/3 of the power, so every committed block
+  time is at most ``MAX_FUTURE_MS`` ahead of some honest validator's clock. Committed blocks
+  fetched by block sync are not checked against the clock: their commit certificate stands for
+  them.
 
 Pure functions: the caller passes its clock reading in.
 """
@@ -25,7 +30,7 @@ MAX_FUTURE_MS = 5_000
 """How far ahead of a validator's clock a proposed block may be dated and still be accepted."""
 
 MAX_TIMELY_WAIT_MS = 60_000
-"""A proposal that becomes timely later than this is dropped rather than waited for."""
+"""A proposal that would become timely only later than this is invalid rather than waited for."""
 
 
 def compute_block_time(last_block_time: int, local_now: int) -> int:
@@ -41,3 +46,8 @@ def is_timely(block_time: int, local_now: int, max_future_ms: int = MAX_FUTURE_M
 def get_timely_delay(block_time: int, local_now: int, max_future_ms: int = MAX_FUTURE_MS) -> int:
     """Milliseconds until a proposed block becomes timely here (0 when it already is)."""
     return max(0, block_time - max_future_ms - local_now)
+
+
+def is_too_far_ahead(block_time: int, local_now: int) -> bool:
+    """Whether a proposed block is dated so far ahead that it is invalid rather than waited for."""
+    return get_timely_delay(block_time, local_now) > MAX_TIMELY_WAIT_MS

@@ -44,11 +44,7 @@ from zhongshu.consensus.messages import (
 )
 from zhongshu.consensus.proposer import get_proposer
 from zhongshu.consensus.tendermint import TendermintEngine, TimeoutConfig
-from zhongshu.consensus.timing import (
-    MAX_TIMELY_WAIT_MS,
-    compute_block_time,
-    get_timely_delay,
-)
+from zhongshu.consensus.timing import compute_block_time, get_timely_delay, is_too_far_ahead
 from zhongshu.ledger.commit import InvalidCommit, check_commit
 from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
 from zhongshu.ledger.types import Block, Genesis, Transaction
@@ -670,15 +666,16 @@ class Replica(ChainNode):
                 log.info("invalid block %s: %s", block_hash.hex()[:12], exc)
         result = _Validated(block.header.height, block_hash, built)
         if built is not None:
-            delay = get_timely_delay(block.header.time, self.clock())
-            if delay > MAX_TIMELY_WAIT_MS:
+            now = self.clock()
+            delay = get_timely_delay(block.header.time, now)
+            if is_too_far_ahead(block.header.time, now):
                 log.warning(
-                    "proposed block %s is dated %d ms ahead of this node's clock: ignored",
+                    "proposed block %s is dated %d ms ahead of this node's clock: invalid",
                     block_hash.hex()[:12],
-                    block.header.time - self.clock(),
+                    block.header.time - now,
                 )
-                return
-            if delay > 0:
+                result = _Validated(block.header.height, block_hash, None)
+            elif delay > 0:
                 log.info("proposed block %s is dated ahead: answered in %d ms", block_hash.hex()[:12], delay)
                 asyncio.get_running_loop().call_later(delay / 1000, self._queue.put_nowait, result)
                 return

@@ -17,7 +17,7 @@ Block time and block fetching follow the node's rules (``consensus.timing``, iss
   ``FETCH_TIMEOUT_MS`` is passed over the same way.
 - With an intact copy it answers valid(v) (``BlockData``) only once the block's time is
   within ``MAX_FUTURE_MS`` of its clock, waiting for that if it comes within
-  ``MAX_TIMELY_WAIT_MS`` and giving no answer otherwise.
+  ``MAX_TIMELY_WAIT_MS`` and answering invalid otherwise.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from zhongshu.consensus.messages import (
     VoteSigned,
 )
 from zhongshu.consensus.simulation.blocks import FETCH_TIMEOUT_MS, BlockCopy, SimBlock, get_intact_copy
-from zhongshu.consensus.timing import MAX_TIMELY_WAIT_MS, compute_block_time, get_timely_delay
+from zhongshu.consensus.timing import compute_block_time, get_timely_delay, is_too_far_ahead
 
 if TYPE_CHECKING:
     from zhongshu.consensus.simulation.runner import Simulation
@@ -194,13 +194,14 @@ class HonestNode:
         self._answer(BlockData(fetch.height, fetch.block_hash, copy.validates), block.time, items)
 
     def _answer(self, data: BlockData, block_time: int, items: Work) -> None:
-        """Give valid(v) once the block's time is timely on our clock (or never, if too far)."""
+        """Give valid(v) once the block's time is timely on our clock (invalid at once if too far)."""
         delay = get_timely_delay(block_time, self.sim.get_clock(self.index))
         if delay > 0:
             self.sim.note_untimely(self, data.block_hash, delay)
-        # A block dated so far ahead that it would be timely only after MAX_TIMELY_WAIT_MS: no answer.
-        if delay > MAX_TIMELY_WAIT_MS:
-            return
+        # A block dated so far ahead that it would be timely only after MAX_TIMELY_WAIT_MS: invalid.
+        if is_too_far_ahead(block_time, self.sim.get_clock(self.index)):
+            data = BlockData(data.height, data.block_hash, False)
+            delay = 0
         if delay > 0:
             self.sim.schedule_input(self, data, delay)
         elif items is not None:

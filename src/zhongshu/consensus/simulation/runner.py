@@ -51,7 +51,7 @@ from zhongshu.consensus.simulation.byzantine import ByzantineNode
 from zhongshu.consensus.simulation.honest import HonestNode
 from zhongshu.consensus.simulation.scenario import Crash, Partition, Rng, Scenario
 from zhongshu.consensus.tendermint import EngineState, TendermintEngine, TimeoutConfig
-from zhongshu.consensus.timing import MAX_FUTURE_MS
+from zhongshu.consensus.timing import MAX_FUTURE_MS, is_too_far_ahead
 from zhongshu.consensus.votes import is_two_thirds
 from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Validator, ValidatorSet, Vote
 
@@ -328,9 +328,12 @@ class Simulation:
             )
 
     def check_block_data(self, node: HonestNode, data: BlockData) -> None:
-        """No framing: an honest node never answers valid(v) false for a block that validates."""
+        """No framing: an honest node never answers valid(v) false for a block that validates
+        (and is not dated too far ahead of its clock)."""
         block = self.blocks[data.block_hash]
-        if block.valid and not data.valid:
+        # A block dated too far ahead of the node's clock is invalid there (consensus/timing.py).
+        validates = block.valid and not is_too_far_ahead(block.time, self.get_clock(node.index))
+        if validates and not data.valid:
             self.fail(
                 "framing",
                 f"node {node.index} reported block {data.block_hash.hex()[:8]} at {data.height} "
