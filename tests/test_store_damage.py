@@ -59,7 +59,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         with Client(node.url, "main") as client:
             for i in range(BLOCKS):
                 client.put_evidence(key, os.urandom(32), f"scan-{i}.pdf")
-            height = int(client.status()["height"])
+            height = client.status().height
         assert node.stop() == 0, node.log()
     finally:
         _release(node)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import cProfile
 import functools
-import json
 import os
 import signal
 import sys
@@ -47,12 +46,12 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from zhongshu.sdk import ApiError
+        from zhongshu.sdk import ZhongshuError
         from zhongshu.store import StoreDamaged
 
         try:
             return fn(*args, **kwargs)
-        except ApiError as exc:
+        except ZhongshuError as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
         except httpx.HTTPError as exc:
             err.print(f"error: cannot reach the gateway: {exc}", markup=False, highlight=False)
@@ -333,7 +332,7 @@ def evidence_put(
     """Deposit FILE's digest; print the transaction hash and committed height."""
     from zhongshu.ledger.evidence_args import DIGEST_ALGORITHMS
     from zhongshu.ledger.proof.digest import digest_file
-    from zhongshu.sdk import Client
+    from zhongshu.sdk import Client, save_proof
 
     if algorithm is not None and algorithm not in DIGEST_ALGORITHMS:
         raise CliError(f"--algorithm {algorithm!r} is not one of {', '.join(DIGEST_ALGORITHMS)}")
@@ -342,29 +341,25 @@ def evidence_put(
         size = os.fstat(stream.fileno()).st_size
         with Client(api, chain) as client:
             status = client.status()
-            if status["suite"] != signer.suite.name:
-                raise CliError(
-                    f"chain {chain!r} uses suite {status['suite']}, the key is {signer.suite.name}"
-                )
+            if status.suite != signer.suite.name:
+                raise CliError(f"chain {chain!r} uses suite {status.suite}, the key is {signer.suite.name}")
             algorithm = algorithm or {"sm": "sm3", "intl": "sha256"}[signer.suite.name]
             digest = digest_file(algorithm, stream)
             receipt = client.put_evidence(
                 signer, digest, name or file.name, {"size": str(size)}, algorithm=algorithm
             )
-            if receipt["receipt"]["status"] != "ok":
-                raise CliError(f"deposit failed: {receipt['receipt']['error']}")
-            result = receipt["receipt"]["result"]
-            out.print(receipt["tx_hash"], highlight=False)
-            out.print(f"height {receipt['height']}", highlight=False)
-            if result.get("duplicate"):
+            if not receipt.ok:
+                raise CliError(f"deposit failed: {receipt.receipt.error}")
+            result = receipt.deposit()
+            out.print(receipt.tx_hash, highlight=False)
+            out.print(f"height {receipt.height}", highlight=False)
+            if result.duplicate:
                 out.print(
-                    f"note: this digest was first deposited at height {result['height']} "
-                    f"(tx {result['tx_hash']})",
+                    f"note: this digest was first deposited at height {result.height} (tx {result.tx_hash})",
                     highlight=False,
                 )
             if proof_out:
-                bundle = client.get_proof(receipt["tx_hash"])
-                proof_out.write_text(json.dumps(bundle, indent=2) + "\n")
+                save_proof(proof_out, client.get_proof(receipt.tx_hash))
                 err.print(f"proof written to {proof_out}", highlight=False)
 
 
@@ -377,14 +372,16 @@ def evidence_get(
     chain: str = typer.Option("main", help="Chain id."),
 ) -> None:
     """Show the evidence record of a digest."""
+    import msgspec
+
     from zhongshu.sdk import Client
 
     with Client(api, chain) as client:
         if file is not None:
-            digest = get_suite(client.status()["suite"]).hash(file.read_bytes()).hex()
+            digest = get_suite(client.status().suite).hash(file.read_bytes()).hex()
         if not digest:
             raise CliError("give a digest or --file")
-        out.print_json(json.dumps(client.get_evidence(digest)))
+        out.print_json(msgspec.json.encode(client.get_evidence(digest)).decode())
 
 
 # -- verify -----------------------------------------------------------------------------

@@ -1,5 +1,85 @@
-"""Python client of the Zhongshu gateway."""
+"""Python client of the Zhongshu gateway (docs/sdk.md).
 
-from zhongshu.sdk.client import ApiError, Client, sign_tx
+``Client`` (blocking) and ``AsyncClient`` (asyncio) implement docs/access-spec.md: their answers
+are typed values (``zhongshu.sdk.types``), their failures ``ZhongshuError``s. Keys, genesis
+documents and proof bundles load from files; proofs verify offline with ``verify_proof``.
+"""
 
-__all__ = ["ApiError", "Client", "sign_tx"]
+from zhongshu.crypto import PrivateKey
+from zhongshu.ledger.proof import VerifiedProof
+from zhongshu.ledger.types import Genesis, Transaction
+from zhongshu.sdk.aio import AsyncClient
+from zhongshu.sdk.client import DEFAULT_URL, Client
+from zhongshu.sdk.errors import (
+    ApiError,
+    CommitTimeout,
+    ConnectionFailed,
+    FileError,
+    ProofInvalid,
+    UnexpectedResponse,
+    ZhongshuError,
+)
+from zhongshu.sdk.files import load_genesis, load_key, load_proof, new_key, save_key, save_proof
+from zhongshu.sdk.proofs import verify_proof
+from zhongshu.sdk.tx import DEFAULT_VALIDITY, evidence_tx, sign_tx
+from zhongshu.sdk.types import (
+    BlockView,
+    ChainPage,
+    ChainStatus,
+    CommitSignature,
+    CommitView,
+    DepositResult,
+    Event,
+    EvidencePage,
+    EvidenceRecord,
+    HeaderView,
+    Outcome,
+    ProofBundle,
+    Receipt,
+    SignedTx,
+    SubmitResult,
+    TxView,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "DEFAULT_VALIDITY",
+    "ApiError",
+    "AsyncClient",
+    "BlockView",
+    "ChainPage",
+    "ChainStatus",
+    "Client",
+    "CommitSignature",
+    "CommitTimeout",
+    "CommitView",
+    "ConnectionFailed",
+    "DepositResult",
+    "Event",
+    "EvidencePage",
+    "EvidenceRecord",
+    "FileError",
+    "Genesis",
+    "HeaderView",
+    "Outcome",
+    "PrivateKey",
+    "ProofBundle",
+    "ProofInvalid",
+    "Receipt",
+    "SignedTx",
+    "SubmitResult",
+    "Transaction",
+    "TxView",
+    "UnexpectedResponse",
+    "VerifiedProof",
+    "ZhongshuError",
+    "evidence_tx",
+    "load_genesis",
+    "load_key",
+    "load_proof",
+    "new_key",
+    "save_key",
+    "save_proof",
+    "sign_tx",
+    "verify_proof",
+]

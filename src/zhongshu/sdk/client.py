@@ -2,106 +2,55 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
-from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey
-from zhongshu.ledger.evidence_args import DIGEST_ALGORITHM_KEY, EvidencePut
-from zhongshu.ledger.genesis import genesis_from_json
-from zhongshu.ledger.proof import VerifiedProof, verify_bundle
-from zhongshu.ledger.types import Genesis, Transaction, TxBody
-from zhongshu.node.txcheck import tx_to_json
+from zhongshu.ledger.proof import VerifiedProof
+from zhongshu.ledger.types import Genesis, Transaction
+from zhongshu.sdk import calls
+from zhongshu.sdk.calls import Call, ChainRef, Operation
+from zhongshu.sdk.errors import ApiError
+from zhongshu.sdk.proofs import verify_proof
+from zhongshu.sdk.transport import FAILURES, connection_failed, read_response, request_args
+from zhongshu.sdk.tx import DEFAULT_VALIDITY, evidence_tx, sign_tx
+from zhongshu.sdk.types import (
+    BlockView,
+    ChainPage,
+    ChainStatus,
+    EvidencePage,
+    EvidenceRecord,
+    ProofBundle,
+    Receipt,
+    SubmitResult,
+    TxView,
+)
 
 DEFAULT_URL = "http://127.0.0.1:7700"
-DEFAULT_VALIDITY = 10_000
-"""Blocks a transaction stays valid for, by default."""
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a request may take (a commit wait gets its own wait on top)."""
+DEFAULT_COMMIT_WAIT = 30.0
+"""Seconds ``wait=commit`` waits by default, as the gateway does."""
 
-
-class ApiError(Exception):
-    """The gateway answered with a problem document."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        self.type = str(problem.get("type", ""))
-        self.detail = str(problem.get("detail", problem))
-        super().__init__(f"{status} {problem.get('title', '')}: {self.detail}")
-
-
-def sign_tx(
-    key: PrivateKey,
-    chain_id: str,
-    genesis_hash: bytes,
-    contract: str,
-    method: str,
-    args: Any,
-    valid_until: int,
-    nonce: int | None = None,
-) -> Transaction:
-    """A signed transaction for the chain ``chain_id`` of genesis ``genesis_hash`` (its status's
-    ``genesis_hash``); ``args`` is a msgspec Struct (or bytes already encoded)."""
-    raw_args = args if isinstance(args, bytes) else encode(args)
-    body = TxBody(
-        chain_id,
-        genesis_hash,
-        key.public_bytes(),
-        contract,
-        method,
-        raw_args,
-        valid_until,
-        secrets.randbits(63) if nonce is None else nonce,
-    )
-    signature = key.sign(encode(body))
-    return Transaction(
-        body.chain_id,
-        body.genesis_hash,
-        body.sender,
-        body.contract,
-        body.method,
-        body.args,
-        body.valid_until,
-        body.nonce,
-        signature,
-    )
-
-
-def evidence_tx(
-    key: PrivateKey,
-    chain_id: str,
-    genesis_hash: bytes,
-    digest: bytes,
-    name: str,
-    valid_until: int,
-    metadata: dict[str, str] | None = None,
-    payload: bytes = b"",
-    algorithm: str | None = None,
-) -> Transaction:
-    """A signed ``evidence.put`` of ``digest``; ``algorithm`` (e.g. ``sha512``) names the hash the
-    digest was made with, recorded as ``metadata["algorithm"]`` (docs/proof-format.md §2). Left
-    out, a verifier takes the suite's hash for 32 bytes, sha384 for 48 and sha512 for 64."""
-    meta = dict(metadata or {})
-    if algorithm is not None:
-        meta[DIGEST_ALGORITHM_KEY] = algorithm
-    args = EvidencePut(digest, name, meta, payload)
-    return sign_tx(key, chain_id, genesis_hash, "evidence", "put", args, valid_until)
+T = TypeVar("T")
 
 
 class Client:
-    """A connection to one gateway and one chain on it.
+    """A connection to one gateway and one chain on it; every failure is a ``ZhongshuError``.
 
     The chain's genesis hash, which every transaction signs, is read from the chain's status
     once and kept: if the gateway later serves another network's chain of that name,
     its transactions are refused (``wrong-genesis``) rather than signed for the new network.
+    ``AsyncClient`` has the same methods, as coroutines.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, chain: str = "main", timeout: float = 60.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, chain: str = "main", timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
+        self.timeout = timeout
+        self._ref = ChainRef(chain)
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
-        self._genesis_hash: bytes | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -112,61 +61,48 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text}
-            raise ApiError(
-                response.status_code, problem if isinstance(problem, dict) else {"detail": problem}
-            )
-        return response.json()
+    def _send(self, call: Call[Any]) -> Any:
+        try:
+            response = self._http.request(**request_args(call, self.timeout))
+        except FAILURES as exc:
+            raise connection_failed(self.url, exc) from None
+        return read_response(call, response)
 
-    def _chain(self, suffix: str) -> str:
-        return f"/v1/chains/{self.chain}{suffix}"
+    def _run(self, op: Operation[T]) -> T:
+        return calls.run_sync(op, self._send)
 
-    def _all_pages(self, path: str, **params: str) -> list[dict[str, Any]]:
-        """Every item of a paged list route, following ``next_cursor`` to the end."""
-        items: list[dict[str, Any]] = []
-        cursor = ""
-        while True:
-            page = self._call("GET", path, params={**params, "cursor": cursor} if cursor else params)
-            items.extend(page["items"])
-            if page["next_cursor"] is None:
-                return items
-            cursor = str(page["next_cursor"])
+    def chains(self) -> list[ChainStatus]:
+        """Every chain the node serves, by chain id (all pages)."""
+        return self._run(calls.all_chains())
 
-    def chains(self) -> list[dict[str, Any]]:
-        return self._all_pages("/v1/chains")
+    def chain_page(self, cursor: str | None = None, limit: int | None = None) -> ChainPage:
+        """One page of the chains the node serves."""
+        return self._run(calls.chain_page(cursor, limit))
 
-    def status(self) -> dict[str, Any]:
-        return dict(self._call("GET", self._chain("/status")))
+    def status(self) -> ChainStatus:
+        """The chain's height, latest block, genesis hash and mempool."""
+        return self._run(calls.status(self._ref))
 
     def genesis_hash(self) -> bytes:
-        """The chain's genesis hash, fetched from its status once and then cached."""
-        if self._genesis_hash is None:
-            self._genesis_hash = bytes.fromhex(self.status()["genesis_hash"])
-        return self._genesis_hash
+        """The chain's genesis hash, read from its status once and then kept."""
+        return self._run(calls.genesis_hash(self._ref))
 
     def genesis(self) -> Genesis:
-        return genesis_from_json(self._call("GET", self._chain("/genesis")))
+        """The genesis document the gateway serves (for a proof, trust your own copy instead)."""
+        return self._run(calls.genesis(self._ref))
 
     def sign(
         self, key: PrivateKey, contract: str, method: str, args: Any, *, validity: int = DEFAULT_VALIDITY
     ) -> Transaction:
         """Sign a transaction for this chain, valid for ``validity`` blocks from the current height."""
-        height = int(self.status()["height"])
-        return sign_tx(key, self.chain, self.genesis_hash(), contract, method, args, height + validity)
+        return self._run(calls.sign(self._ref, key, contract, method, args, validity))
 
     def submit(
-        self, txs: Transaction | list[Transaction], *, wait: bool = True, timeout: float = 30.0
-    ) -> dict[str, Any]:
-        """Submit one transaction or a batch; with ``wait`` return once committed, with receipts."""
-        body = [tx_to_json(t) for t in txs] if isinstance(txs, list) else tx_to_json(txs)
-        params = {"wait": "commit", "timeout": str(timeout)} if wait else {}
-        return dict(self._call("POST", self._chain("/txs"), json=body, params=params))
+        self, txs: Transaction | list[Transaction], *, wait: bool = True, timeout: float = DEFAULT_COMMIT_WAIT
+    ) -> SubmitResult:
+        """Submit one transaction or a batch (all or nothing); with ``wait``, return once all are
+        committed, with receipts (CommitTimeout after ``timeout`` seconds)."""
+        return self._run(calls.submit(self._ref, txs, wait, timeout))
 
     def put_evidence(
         self,
@@ -177,41 +113,51 @@ class Client:
         payload: bytes = b"",
         *,
         algorithm: str | None = None,
-    ) -> dict[str, Any]:
+        timeout: float = DEFAULT_COMMIT_WAIT,
+    ) -> Receipt:
         """Deposit a digest (made with ``algorithm``, when named) and wait for its commit; return
-        the receipt view."""
-        height = int(self.status()["height"])
-        valid_until = height + DEFAULT_VALIDITY
-        tx = evidence_tx(
-            key, self.chain, self.genesis_hash(), digest, name, valid_until, metadata, payload, algorithm
+        its receipt (``receipt.deposit()`` reads the deposit's result)."""
+        return self._run(
+            calls.put_evidence(self._ref, key, digest, name, metadata, payload, algorithm, timeout)
         )
-        return dict(self.submit(tx)["receipts"][0])
 
-    def get_tx(self, tx_hash: str) -> dict[str, Any]:
-        return dict(self._call("GET", self._chain(f"/txs/{tx_hash}")))
+    def get_tx(self, tx_hash: str | bytes) -> TxView:
+        """A transaction by hash, with its receipt once committed."""
+        return self._run(calls.get_tx(self._ref, tx_hash))
 
-    def get_block(self, height: int | str) -> dict[str, Any]:
-        return dict(self._call("GET", self._chain(f"/blocks/{height}")))
+    def get_block(self, height: int | str) -> BlockView:
+        """A block by height, or ``"latest"``."""
+        return self._run(calls.get_block(self._ref, height))
 
-    def get_proof(self, tx_hash: str, *, anchor_latest: bool = False) -> dict[str, Any]:
-        params = {"anchor": "latest"} if anchor_latest else {}
-        return dict(self._call("GET", self._chain(f"/txs/{tx_hash}/proof"), params=params))
+    def get_proof(self, tx_hash: str | bytes, *, anchor_latest: bool = False) -> ProofBundle:
+        """The offline proof bundle of a committed transaction; ``anchor_latest`` proves its
+        block through the newest header too."""
+        return self._run(calls.get_proof(self._ref, tx_hash, anchor_latest))
 
-    def get_evidence(self, digest: str) -> dict[str, Any]:
-        return dict(self._call("GET", self._chain(f"/evidence/{digest}")))
+    def get_evidence(self, digest: str | bytes) -> EvidenceRecord:
+        """The evidence record of a digest."""
+        return self._run(calls.get_evidence(self._ref, digest))
 
-    def list_evidence(self, owner: str) -> list[dict[str, Any]]:
-        """Every record deposited by ``owner`` (public key, hex), oldest first, page by page."""
-        return self._all_pages(self._chain("/evidence"), owner=owner)
+    def evidence_page(
+        self, owner: str | bytes, cursor: str | None = None, limit: int | None = None
+    ) -> EvidencePage:
+        """One page of the records ``owner`` (a public key) deposited, oldest first."""
+        return self._run(calls.evidence_page(self._ref, owner, cursor, limit))
+
+    def list_evidence(self, owner: str | bytes) -> list[EvidenceRecord]:
+        """Every record ``owner`` (a public key) deposited, oldest first (all pages)."""
+        return self._run(calls.all_evidence(self._ref, owner))
 
     @staticmethod
     def verify_proof(
-        bundle: dict[str, Any],
+        bundle: ProofBundle | dict[str, Any],
         *,
         trusted: Genesis | None,
         file_digest: bytes | None = None,
         file: BinaryIO | None = None,
     ) -> VerifiedProof:
-        """Verify a bundle offline, with exactly the code ``zhongshu verify`` runs; ``file`` is
-        hashed with the hash the deposit names."""
-        return verify_bundle(bundle, trusted=trusted, file_digest=file_digest, file=file)
+        """``zhongshu.sdk.verify_proof``, kept here for existing callers."""
+        return verify_proof(bundle, trusted=trusted, file_digest=file_digest, file=file)
+
+
+__all__ = ["DEFAULT_URL", "DEFAULT_VALIDITY", "ApiError", "Client", "evidence_tx", "sign_tx"]
