@@ -164,7 +164,7 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
     @app.exception_handler(ClientDisconnect)
     async def on_disconnect(request: Request, exc: ClientDisconnect) -> Response:
         # The client went away mid-body (or the connection guard closed it): nobody reads an answer.
-        log.info("a client disconnected before sending its whole request body")
+        log.debug("a client disconnected before sending its whole request body")
         return Response(status_code=400)
 
     def chain_of(chain: str) -> ChainNode:
