@@ -7,6 +7,7 @@ committed within seconds, by whichever gateway takes it; then the chain is quiet
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,37 @@ def test_idle_chain_makes_no_blocks_and_wakes_for_a_transaction(net: Network) ->
         # Quiet again once the deposit is in.
         before, after = _quiet_heights(net)
         assert before == after, f"blocks after the deposit with nothing pending: {before} -> {after}"
+
+
+def test_heartbeat_blocks_keep_an_idle_chain_moving(tmp_path: Path) -> None:
+    """With ``heartbeat_ms`` 2000 in every node's config.json, empty blocks come every ~2 s."""
+    base = _free_base()
+    subprocess.run(
+        [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", "4"]
+        + ["--out", str(tmp_path / "net"), "--base-port", str(base)],
+        check=True,
+        capture_output=True,
+        env=cli_env(),
+    )
+    for i in range(4):
+        path = tmp_path / "net" / f"node{i}" / "config.json"
+        doc = json.loads(path.read_text())
+        doc["heartbeat_ms"] = 2000
+        path.write_text(json.dumps(doc))
+    network = Network(tmp_path / "net", base)
+    for i in range(4):
+        network.start(i)
+    try:
+        wait_for(lambda: all_connected(network), 60, "four nodes serving and connected")
+        wait_for(lambda: network.height(0) >= 3, 30, "three heartbeat blocks")
+        times = [
+            httpx.get(f"{network.url(0)}/blocks/{h}", timeout=5).json()["time"] for h in (2, 3)
+        ]
+        # Heartbeat blocks are about heartbeat_ms apart (not one a second, not one a minute).
+        assert 1500 <= times[1] - times[0] <= 6000, times
+    except BaseException:
+        print(network.logs())
+        raise
+    finally:
+        for i in network.running():
+            network.kill(i)

@@ -158,6 +158,7 @@ async def _serve_locked(
             config.data_dir,
             ConsensusSigner(key, home / "consensus_signer.bin"),
             load_transport_config(home),
+            heartbeat_ms=config.heartbeat_ms,
             crash_point=crash_point,
         )
     else:

@@ -395,9 +395,16 @@ class ChainNode:
         self.last_time = header.time
         self.last_block_hash = block_hash
         self.mempool.remove(hashes)
-        self._notify(block, block_hash, hashes, receipts)
+        self._notify(block, block_hash, hashes, receipts, commit.round)
 
-    def _notify(self, block: Block, block_hash: bytes, hashes: list[bytes], receipts: list[Receipt]) -> None:
+    def _notify(
+        self,
+        block: Block,
+        block_hash: bytes,
+        hashes: list[bytes],
+        receipts: list[Receipt],
+        round_: int | None = None,
+    ) -> None:
         header = block.header
         for i, (h, r) in enumerate(zip(hashes, receipts, strict=True)):
             waiters = self._waiters.pop(h, None)
@@ -415,6 +422,7 @@ class ChainNode:
                 "hash": block_hash.hex(),
                 "time": header.time,
                 "tx_count": header.tx_count,
+                "round": round_,
             }
         ]
         for h, r in zip(hashes, receipts, strict=True):

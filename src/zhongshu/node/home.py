@@ -41,6 +41,8 @@ class NodeConfig:
     p2p_port: int = 0
     """0: no P2P (a single-validator chain)."""
     peers: tuple[PeerConfig, ...] = ()
+    heartbeat_ms: int = 60_000
+    """An idle BFT chain makes an empty block this long after its last block (``heartbeat_ms``)."""
 
     @property
     def networked(self) -> bool:
@@ -107,7 +109,11 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
             str(doc.get("p2p_host", "127.0.0.1")),
             int(doc.get("p2p_port", 0)),
             peers,
+            int(doc.get("heartbeat_ms", 60_000)),
         )
+        # The heartbeat must leave room for a round: at least one second.
+        if config.heartbeat_ms < 1000:
+            raise ValueError(f"heartbeat_ms must be at least 1000, not {config.heartbeat_ms}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HomeError(f"cannot read node files in {home}: {exc}") from None
     if key.suite.name != genesis.suite:
