@@ -1,0 +1,280 @@
+"""The SDK: typed answers, errors as the SDK's own exceptions, the async client, file loaders.
+
+The answer and error readers are checked on bytes written here (both forms of a problem
+``type``, a 504, a body that is no problem document); the clients against a real node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import NodeProcess, free_port
+from zhongshu.crypto import get_suite
+from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.sdk import (
+    ApiError,
+    AsyncClient,
+    BlockView,
+    ChainStatus,
+    Client,
+    CommitTimeout,
+    ConnectionFailed,
+    EvidencePage,
+    EvidenceRecord,
+    FileError,
+    ProofBundle,
+    ProofInvalid,
+    Receipt,
+    SubmitResult,
+    TxView,
+    UnexpectedResponse,
+    ZhongshuError,
+    load_genesis,
+    load_key,
+    load_proof,
+    new_key,
+    save_key,
+    save_proof,
+    verify_proof,
+)
+from zhongshu.sdk.calls import get, read_answer
+
+ZERO_HASH = "00" * 32
+
+
+@pytest.fixture(scope="module")
+def client(module_node: NodeProcess) -> Iterator[Client]:
+    with Client(module_node.url, "main") as c:
+        yield c
+
+
+def problem(code_uri: str, status: int, **extra: object) -> bytes:
+    return json.dumps({"type": code_uri, "title": "T", "status": status, "detail": "do X", **extra}).encode()
+
+
+# -- reading answers, on bytes written here -------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri", ["/problems/not-found", "https://zhongshu.dev/problems/not-found"])
+def test_a_problem_document_becomes_an_api_error_with_its_code(uri: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        read_answer(get("/x", ChainStatus), 404, problem(uri, 404, instance="/x"))
+    error = caught.value
+    assert (error.status, error.code, error.title, error.detail) == (404, "not-found", "T", "do X")
+    assert error.problem["instance"] == "/x"
+    assert isinstance(error, ZhongshuError)
+
+
+def test_a_commit_timeout_carries_the_transaction_hashes() -> None:
+    body = problem("/problems/commit-timeout", 504, tx_hashes=["ab" * 32, "cd" * 32])
+    with pytest.raises(CommitTimeout) as caught:
+        read_answer(get("/x", SubmitResult), 504, body)
+    assert caught.value.tx_hashes == ["ab" * 32, "cd" * 32]
+    assert caught.value.code == "commit-timeout"
+
+
+def test_a_busy_gateway_says_when_to_retry() -> None:
+    with pytest.raises(ApiError) as caught:
+        read_answer(get("/x", SubmitResult), 503, problem("/problems/mempool-full", 503), retry_after="3")
+    assert caught.value.retry_after == 3.0
+
+
+def test_an_error_that_is_no_problem_document_is_still_an_api_error() -> None:
+    with pytest.raises(ApiError) as caught:
+        read_answer(get("/x", ChainStatus), 502, b"<html>Bad Gateway</html>")
+    assert (caught.value.status, caught.value.code) == (502, "")
+    assert caught.value.title == "Bad Gateway" and "Bad Gateway" in caught.value.detail
+
+
+def test_fields_the_gateway_adds_later_are_ignored() -> None:
+    answer = {
+        "chain_id": "main",
+        "suite": "intl",
+        "height": 3,
+        "latest_block_hash": "aa" * 32,
+        "latest_block_time": 5,
+        "genesis_hash": "bb" * 32,
+        "a_field_of_version_2": {"anything": [1, 2]},
+    }
+    status = read_answer(get("/x", ChainStatus), 200, json.dumps(answer).encode())
+    assert (status.suite, status.height, status.genesis_hash) == ("intl", 3, "bb" * 32)
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"chain_id": 7}', b"[]"])
+def test_a_success_with_the_wrong_body_is_an_unexpected_response(body: bytes) -> None:
+    with pytest.raises(UnexpectedResponse):
+        read_answer(get("/x", ChainStatus), 200, body)
+
+
+# -- connections -----------------------------------------------------------------------------------
+
+
+def test_a_closed_port_raises_connection_failed_not_an_httpx_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url) as c, pytest.raises(ConnectionFailed) as caught:
+        c.status()
+    assert not isinstance(caught.value, httpx.HTTPError)
+    assert caught.value.url == url and "reach" in str(caught.value)
+
+    async def status() -> None:
+        async with AsyncClient(url) as ac:
+            await ac.status()
+
+    with pytest.raises(ConnectionFailed):
+        asyncio.run(status())
+
+
+def test_a_gateway_that_never_answers_raises_connection_failed() -> None:
+    # A listening socket nobody accepts from: the connection opens, no answer ever comes.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        with Client(url, timeout=0.3) as c, pytest.raises(ConnectionFailed) as caught:
+            c.status()
+    assert "in time" in caught.value.reason
+
+
+# -- against a node ------------------------------------------------------------------------------
+
+
+def test_status_and_chains_are_typed(client: Client, module_node: NodeProcess) -> None:
+    status = client.status()
+    assert isinstance(status, ChainStatus)
+    assert status.genesis_hash == module_node.genesis_hash().hex()
+    assert client.genesis_hash() == module_node.genesis_hash()
+    assert [c.chain_id for c in client.chains()] == ["main"]
+    assert client.chain_page(limit=1).next_cursor is None
+
+
+def test_unknown_things_raise_api_errors_with_their_codes(client: Client, module_node: NodeProcess) -> None:
+    with pytest.raises(ApiError) as caught:
+        client.get_tx(ZERO_HASH)
+    assert (caught.value.status, caught.value.code) == (404, "not-found")
+    with pytest.raises(ApiError) as caught:
+        client.get_block("tall")
+    assert caught.value.code == "bad-request"
+    with Client(module_node.url, "elsewhere") as other, pytest.raises(ApiError) as caught:
+        other.status()
+    assert caught.value.code == "unknown-chain"
+
+
+def test_a_deposit_reads_back_typed(client: Client, tmp_path: Path) -> None:
+    key = new_key(client.status().suite)
+    digests = [os.urandom(32) for _ in range(3)]
+    receipts = [client.put_evidence(key, d, f"scan-{i}.pdf", {"n": str(i)}) for i, d in enumerate(digests)]
+    first = receipts[0]
+    assert isinstance(first, Receipt) and first.ok
+    assert first.deposit().digest == digests[0].hex() and not first.deposit().duplicate
+    assert client.put_evidence(key, digests[0], "again.pdf").deposit().duplicate
+
+    tx = client.get_tx(first.tx_hash)
+    assert isinstance(tx, TxView) and tx.status == "committed" and tx.height == first.height
+    assert tx.tx.sender == key.public_hex() and tx.receipt is not None and tx.receipt.ok
+    block = client.get_block(first.height)
+    assert isinstance(block, BlockView) and first.tx_hash in block.txs
+    assert block.header.height == block.commit.height == first.height
+    assert client.get_block("latest").height >= first.height
+
+    record = client.get_evidence(digests[0])
+    assert isinstance(record, EvidenceRecord)
+    assert (record.name, record.metadata, record.owner) == ("scan-0.pdf", {"n": "0"}, key.public_hex())
+    page = client.evidence_page(key.public_bytes(), limit=2)
+    assert isinstance(page, EvidencePage) and len(page.items) == 2 and page.next_cursor
+    rest = client.evidence_page(key.public_hex(), cursor=page.next_cursor)
+    assert [r.digest for r in page.items + rest.items] == [d.hex() for d in digests]
+    assert client.list_evidence(key.public_bytes()) == page.items + rest.items
+
+
+def test_submit_answers_pending_hashes_or_receipts_and_duplicates_are_api_errors(client: Client) -> None:
+    key = new_key(client.status().suite)
+    tx = client.sign(key, "evidence", "put", _evidence_args(os.urandom(32)))
+    pending = client.submit(tx, wait=False)
+    assert isinstance(pending, SubmitResult) and pending.status == "pending" and len(pending.tx_hashes) == 1
+    with pytest.raises(ApiError) as caught:
+        client.submit(tx)
+    assert (caught.value.status, caught.value.code) == (409, "duplicate")
+    batch = [client.sign(key, "evidence", "put", _evidence_args(os.urandom(32))) for _ in range(2)]
+    committed = client.submit(batch)
+    assert committed.status == "committed" and [r.ok for r in committed.receipts] == [True, True]
+    assert committed.hashes == [r.tx_hash for r in committed.receipts]
+
+
+def _evidence_args(digest: bytes) -> EvidencePut:
+    return EvidencePut(digest, "tx.bin", {}, b"")
+
+
+def test_a_proof_verifies_offline_after_a_save_and_a_load(
+    client: Client, module_node: NodeProcess, tmp_path: Path
+) -> None:
+    key = new_key(client.status().suite)
+    file = tmp_path / "deed.txt"
+    file.write_bytes(b"deed of parcel 9")
+    digest = get_suite(client.status().suite).hash(file.read_bytes())
+    receipt = client.put_evidence(key, digest, "deed.txt")
+    bundle = client.get_proof(receipt.tx_hash)
+    assert isinstance(bundle, ProofBundle) and bundle.chain_id == "main"
+    trusted = load_genesis(module_node.genesis_path)
+    assert verify_proof(bundle, trusted=trusted, file=file).height == receipt.height
+
+    save_proof(tmp_path / "deed.proof.json", bundle)
+    loaded = load_proof(tmp_path / "deed.proof.json")
+    assert loaded == bundle
+    assert Client.verify_proof(loaded.document, trusted=trusted, file_digest=digest).trusted
+    with pytest.raises(ProofInvalid):
+        verify_proof(loaded, trusted=trusted, file_digest=os.urandom(32))
+    (tmp_path / "twice.json").write_text('{"format": 1, "format": 2}')
+    with pytest.raises(ProofInvalid):
+        load_proof(tmp_path / "twice.json")
+
+
+def test_the_async_client_answers_as_the_sync_one(client: Client, module_node: NodeProcess) -> None:
+    key = new_key(client.status().suite)
+    digests = [os.urandom(32) for _ in range(3)]
+
+    async def scenario() -> tuple[list[Receipt], TxView, EvidenceRecord]:
+        async with AsyncClient(module_node.url, "main") as ac:
+            receipts = await asyncio.gather(*(ac.put_evidence(key, d, "a.bin") for d in digests))
+            with pytest.raises(ApiError) as caught:
+                await ac.get_evidence(os.urandom(32))
+            assert caught.value.code == "not-found"
+            return list(receipts), await ac.get_tx(receipts[0].tx_hash), await ac.get_evidence(digests[0])
+
+    receipts, tx, record = asyncio.run(scenario())
+    assert all(isinstance(r, Receipt) and r.ok for r in receipts)
+    assert tx == client.get_tx(receipts[0].tx_hash)
+    assert record == client.get_evidence(digests[0])
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", ["sm", "intl"])
+def test_load_key_reads_either_suite(tmp_path: Path, suite: str) -> None:
+    key = new_key(suite)
+    save_key(tmp_path / "k.pem", key)
+    assert load_key(tmp_path / "k.pem").public_bytes() == key.public_bytes()
+    assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileError):
+        save_key(tmp_path / "k.pem", new_key(suite))
+
+
+def test_unusable_files_raise_file_errors(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello")
+    for load in (load_key, load_genesis):
+        with pytest.raises(FileError) as caught:
+            load(tmp_path / "missing")
+        assert "missing" in str(caught.value)
+        with pytest.raises(FileError):
+            load(junk)
+    with pytest.raises(FileError):
+        load_proof(tmp_path / "missing")
