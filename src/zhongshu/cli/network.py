@@ -60,21 +60,21 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
     # SIGTERM stops the network like Ctrl-C: every node gets SIGINT and is waited for.
     signal.signal(signal.SIGTERM, on_term)
     logs = []
-    for home in homes:
-        config, _, _ = load_home(home)
-        urls.append(f"http://{config.api_host}:{config.api_port}")
-        log = open(home / "node.log", "ab")  # noqa: SIM115
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(home)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        )
     code = 0
     try:
+        for home in homes:
+            config, _, _ = load_home(home)
+            urls.append(f"http://{config.api_host}:{config.api_port}")
+            log = open(home / "node.log", "ab")  # noqa: SIM115
+            logs.append(log)
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "zhongshu", "node", "start", "--home", str(home)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
         deadline = time.monotonic() + 60
         pending = set(range(len(homes)))
         while pending:
@@ -108,6 +108,9 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
     except KeyboardInterrupt:
         pass
     finally:
+        # One stop is enough: further signals while the nodes stop must not cut the cleanup short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
