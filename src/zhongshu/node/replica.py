@@ -28,6 +28,7 @@ from zhongshu.consensus.messages import (
     Broadcast,
     BuildBlock,
     Decide,
+    DuplicateVoteEvidence,
     EngineAction,
     EngineInput,
     Equivocation,
@@ -47,7 +48,7 @@ from zhongshu.consensus.tendermint import TendermintEngine, TimeoutConfig
 from zhongshu.consensus.timing import compute_block_time, get_timely_delay, is_too_far_ahead
 from zhongshu.ledger.commit import InvalidCommit, check_commit
 from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
-from zhongshu.ledger.types import Block, Genesis, Transaction
+from zhongshu.ledger.types import PREVOTE, Block, Genesis, Transaction
 from zhongshu.node import errors
 from zhongshu.node.chain import BuiltBlock, ChainNode, InvalidBlock
 from zhongshu.node.consensus_signer import ConsensusSigner
@@ -85,6 +86,9 @@ SYNC_BATCH = 20
 STATUS_INTERVAL = 1.0
 MAX_FUTURE_PER_SIGNER = 64
 """Messages of the next height kept per signer while the current height finishes."""
+MAX_VOTE_ROUNDS_AHEAD = 20
+"""Votes for rounds further ahead of this node's round are dropped unverified (rounds move
+together; a node behind catches up from f+1 votes of a nearer round)."""
 MAX_ASSEMBLIES_PER_PROPOSER = 4
 """Compact proposals being gathered per proposer and height (an equivocator's extras are dropped)."""
 GOSSIP_SLOTS = 8
@@ -166,6 +170,8 @@ class Replica(ChainNode):
         self._undecided: Decide | None = None
         self._future: dict[bytes, list[SignedProposal | SignedVote]] = {}
         """Per signer, messages of the next height that arrived before this node finished the current one."""
+        self._verified_votes: dict[tuple[bytes, int, int, int], set[bytes]] = {}
+        """Per (validator, height, round, kind), the blocks of the votes taken (this height and next)."""
         self._wanted_bodies: set[bytes] = set()
         """Hashes of proposed blocks asked for whole (GetBlock); other bodies are ignored."""
         self.peerbook = PeerBook()
@@ -315,7 +321,21 @@ class Replica(ChainNode):
                 self._fetch_block(action)
             elif isinstance(action, Equivocation):
                 self.equivocations += 1
-                log.warning("equivocation: %r", action.evidence)
+                self._log_equivocation(action)
+
+    def _log_equivocation(self, action: Equivocation) -> None:
+        """One short line per equivocation: who, where and what (the evidence itself stays out
+        of the log: a Byzantine validator chooses how large it is)."""
+        evidence = action.evidence
+        if isinstance(evidence, DuplicateVoteEvidence):
+            vote = evidence.first.vote
+            who, height, round_ = evidence.first.validator, vote.height, vote.round
+            what = "prevotes" if vote.kind == PREVOTE else "precommits"
+        else:
+            proposal = evidence.first.proposal
+            who, height, round_, what = proposal.proposer, proposal.height, proposal.round, "proposals"
+        at = f"height {height} round {round_}"
+        log.warning("equivocation: validator %s signed two %s at %s", who.hex()[:16], what, at)
 
     def _fetch_block(self, action: FetchBlock) -> None:
         """The engine needs valid(v) for a proposal: answer from what we hold, or ask the peers."""
@@ -413,6 +433,7 @@ class Replica(ChainNode):
             for signer, messages in self._future.items()
         }
         self._wanted_bodies.clear()
+        self._verified_votes = {k: v for k, v in self._verified_votes.items() if k[1] > self.height}
         self._committed_at = time.monotonic()
         for timer in self._timers:
             timer.cancel()
@@ -467,9 +488,13 @@ class Replica(ChainNode):
             return
         if isinstance(message, VoteGossip):
             vote = message.vote
+            # Votes that cannot be of use are dropped before their signature costs a verification.
+            if not self._is_wanted_vote(vote):
+                return
             # Only votes whose signature verifies reach the engine.
-            if await self._verify_one(vote.validator, encode(vote.vote), vote.signature):
-                self._enqueue_from_peer(vote)
+            verified = await self._verify_one(vote.validator, encode(vote.vote), vote.signature)
+            if verified and self._enqueue_from_peer(vote):
+                self._verified_votes.setdefault(self._vote_slot(vote), set()).add(vote.vote.block_hash)
         elif isinstance(message, ProposalGossip):
             await self._on_proposal(peer, message)
         elif isinstance(message, TxsGossip):
@@ -523,12 +548,13 @@ class Replica(ChainNode):
 
         task.add_done_callback(done)
 
-    def _enqueue_from_peer(self, item: _Item) -> None:
+    def _enqueue_from_peer(self, item: _Item) -> bool:
         """Queue a peer's input unless the queue is full: then it is dropped (peers re-send)."""
         if self._queue.qsize() >= MAX_QUEUED_INPUTS:
             self.dropped_inputs += 1
-            return
+            return False
         self._queue.put_nowait(item)
+        return True
 
     async def _accept_gossip(self, txs: list[Transaction]) -> None:
         """Pool transactions another node's gateway accepted; ones known here already are skipped."""
@@ -572,6 +598,24 @@ class Replica(ChainNode):
             elif not assembly.requested and not any(h in self._gossip_pending for h in missing):
                 assembly.requested = True
                 self.transport.send(assembly.peer, encode(GetTxs(block_hash, missing)))
+
+    @staticmethod
+    def _vote_slot(signed: SignedVote) -> tuple[bytes, int, int, int]:
+        v = signed.vote
+        return (signed.validator, v.height, v.round, v.kind)
+
+    def _is_wanted_vote(self, signed: SignedVote) -> bool:
+        """A vote for the height being decided or the next, at most MAX_VOTE_ROUNDS_AHEAD rounds
+        beyond this node's round, not a copy of one already taken (another signature on the same
+        vote), and not a third value from one validator in one round and step (two already
+        prove its equivocation)."""
+        vote = signed.vote
+        if not self.height < vote.height <= self.height + 2 or vote.round < 0:
+            return False
+        if vote.round > self.engine.get_state().round + MAX_VOTE_ROUNDS_AHEAD:
+            return False
+        taken = self._verified_votes.get(self._vote_slot(signed), ())
+        return vote.block_hash not in taken and len(taken) < 2
 
     def _is_wanted_proposal(self, proposal: Proposal) -> bool:
         """Whether a proposal is for the height being decided or the next, from its proposer."""

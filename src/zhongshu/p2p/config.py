@@ -59,5 +59,7 @@ class TransportConfig:
     """Seconds for TCP connect + TLS + validator handshake."""
     stall_timeout: float = 30.0
     """Seconds a peer's socket may accept no data while we have data for it, before we disconnect."""
+    inbound_bytes_per_second: int = 16 * 1024 * 1024
+    """Average bytes per second read from one peer (bursts up to two frames); more waits."""
     max_pending_handshakes: int = 64
     """Inbound connections still in their handshake beyond this are refused at once."""

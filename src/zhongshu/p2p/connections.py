@@ -26,6 +26,7 @@ from zhongshu.p2p.config import TransportConfig
 from zhongshu.p2p.frames import HEADER, MESSAGE, FrameError, FrameTooLarge, read_frame
 from zhongshu.p2p.metrics import Metrics, PeerInfo
 from zhongshu.p2p.queue import OutboundQueue
+from zhongshu.p2p.ratelimit import ByteRate
 
 log = logging.getLogger("zhongshu.p2p")
 
@@ -203,11 +204,20 @@ class ConnectionTable:
 
     async def _read_loop(self, conn: Connection) -> None:
         reason = "closed by peer"
+        loop = asyncio.get_running_loop()
+        config = self.config
+        allowance = ByteRate(config.inbound_bytes_per_second, 2 * config.max_frame, loop.time())
         try:
             while True:
-                frame = await read_frame(conn.reader, self.config.max_frame)
+                frame = await read_frame(conn.reader, config.max_frame)
+                size = HEADER.size + 1 + len(frame.body)
                 self.metrics.frames_in += 1
-                self.metrics.bytes_in += HEADER.size + 1 + len(frame.body)
+                self.metrics.bytes_in += size
+                # A peer over its byte allowance is not read from until it is back within it.
+                wait = allowance.get_delay(size, loop.time())
+                if wait > 0:
+                    self.metrics.throttled += 1
+                    await asyncio.sleep(wait)
                 # After the handshake only MESSAGE frames are allowed.
                 if frame.kind != MESSAGE:
                     self.metrics.protocol_errors += 1

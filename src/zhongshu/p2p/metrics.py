@@ -29,6 +29,8 @@ class Metrics:
     dial_failures: int = 0
     duplicates_closed: int = 0
     callback_errors: int = 0
+    throttled: int = 0
+    """Times a peer's reading paused because it sent more than ``inbound_bytes_per_second``."""
 
 
 @dataclass(frozen=True)
