@@ -1,5 +1,11 @@
-"""``python -m zhongshu`` runs the CLI."""
+"""``python -m zhongshu`` runs the CLI (zhongshu.cli.main); Ctrl-C while it loads is reported too."""
 
-from zhongshu.cli.main import main
+import sys
 
-main()
+try:
+    from zhongshu.cli.main import main
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
+
+raise SystemExit(main())
