@@ -20,8 +20,8 @@ from conftest import NodeProcess, free_port, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-HEIGHT = re.compile(r"^height (\d+)$")
+ACCEPTED = re.compile(r"^accepted ([0-9a-f]{64})$")
+COMMITTED = re.compile(r"^committed at height (\d+)$")
 PUBLIC_KEY_HEX = {"sm": 130, "intl": 64}
 
 
@@ -46,15 +46,17 @@ def one_line_error(result: subprocess.CompletedProcess[str], prefix: str) -> str
 
 
 def deposit(node: NodeProcess, file: Path, key: Path, proof: Path | None = None) -> tuple[str, int, str]:
-    """``evidence put``; return the tx hash, the height and the whole stdout."""
+    """``evidence put``: ``accepted HASH`` first, ``committed at height H`` after; return the tx
+    hash, the height and the whole stdout."""
     args: list[str | Path] = ["evidence", "put", file, "--key", key, "--api", node.url]
     if proof is not None:
         args += ["--proof-out", proof]
     stdout = ok(run_cli(*args))
     lines = [line.strip() for line in stdout.splitlines()]
-    hashes = [line for line in lines if HEX64.match(line)]
-    heights = [int(m.group(1)) for line in lines if (m := HEIGHT.match(line))]
+    hashes = [m.group(1) for line in lines if (m := ACCEPTED.match(line))]
+    heights = [int(m.group(1)) for line in lines if (m := COMMITTED.match(line))]
     assert len(hashes) == 1 and len(heights) == 1, stdout
+    assert stdout.index("accepted") < stdout.index("committed at height"), stdout
     return hashes[0], heights[0], stdout
 
 
@@ -107,7 +109,7 @@ def test_keys_deposit_verify_tamper(
     assert re.fullmatch(f"[0-9a-f]{{{PUBLIC_KEY_HEX[suite]}}}", public), public
     assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
 
-    # evidence put: the tx hash and the committed height, and the proof bundle on disk.
+    # evidence put: accepted with its tx hash, then the committed height; the proof bundle on disk.
     file = tmp_path / "contract-2024-001.pdf"
     file.write_bytes(b"%PDF-1.7 lease of shop 12, Nanjing Road\n" + bytes(range(256)) * 40)
     bundle = tmp_path / "b.json"
@@ -118,7 +120,7 @@ def test_keys_deposit_verify_tamper(
 
     # The node agrees: evidence get by digest names this deposit.
     digest = doc["evidence"]["digest"]
-    record = json.loads(ok(run_cli("evidence", "get", digest, "--api", node.url)))
+    record = json.loads(ok(run_cli("evidence", "get", digest, "--api", node.url, "--json")))
     assert (record["tx_hash"], record["height"], record["owner"]) == (tx_hash, height, public)
 
     # verify: with the file and the trusted genesis, without the file, without trust.
@@ -188,7 +190,7 @@ def test_keys_deposit_verify_tamper(
     again_hash, again_height, stdout = deposit(node, file, key)
     assert again_hash != tx_hash and again_height > height
     assert f"first deposited at height {height}" in stdout and tx_hash in stdout
-    record = json.loads(ok(run_cli("evidence", "get", digest, "--api", node.url)))
+    record = json.loads(ok(run_cli("evidence", "get", digest, "--api", node.url, "--json")))
     assert (record["tx_hash"], record["height"]) == (tx_hash, height)
 
 
