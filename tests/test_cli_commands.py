@@ -334,16 +334,38 @@ def test_ctrl_c_while_waiting_for_the_node() -> None:
 # -- files are hashed as a stream ------------------------------------------------------------
 
 
+_HWM_WRAPPER = """
+import atexit, runpy, sys
+
+def _save_high_water_mark(path=sys.argv[1]):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                with open(path, "w") as out:
+                    out.write(line.split()[1])
+
+atexit.register(_save_high_water_mark)
+sys.argv = ["zhongshu", *sys.argv[2:]]
+runpy.run_module("zhongshu", run_name="__main__")
+"""
+"""Runs the CLI and, as it exits, records its own peak resident memory (VmHWM, which starts
+afresh at exec). ``ru_maxrss`` of a child would not do: Linux carries the forking parent's
+size into it, so under a large pytest process it reports pytest's memory."""
+
+
 def peak_rss(*args: str | Path, cwd: Path) -> tuple[int, int, str]:
     """Run ``zhongshu ARGS``; its exit status, its peak resident memory in bytes, its stderr."""
+    hwm = cwd / "hwm.txt"
+    hwm.unlink(missing_ok=True)
     with (cwd / "out.txt").open("w") as out, (cwd / "err.txt").open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zhongshu", *map(str, args)], stdout=out, stderr=err, env=cli_env()
+        code = subprocess.call(
+            [sys.executable, "-c", _HWM_WRAPPER, str(hwm), *map(str, args)],
+            stdout=out,
+            stderr=err,
+            env=cli_env(),
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # Linux reports ru_maxrss in KiB.
-    return proc.returncode, usage.ru_maxrss * 1024, (cwd / "err.txt").read_text()
+    # /proc reports VmHWM in KiB.
+    return code, int(hwm.read_text()) * 1024, (cwd / "err.txt").read_text()
 
 
 def test_large_files_are_hashed_in_little_memory(deposit: Deposit, tmp_path: Path) -> None:
