@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import cli_env, genesis_hash_of, wait_for
-from test_network import Network, _free_base, all_connected
+from conftest import genesis_hash_of, wait_for
+from test_network import Network, running_network
 from zhongshu.crypto import get_suite
 from zhongshu.node.txcheck import tx_to_json
 from zhongshu.sdk.client import evidence_tx
@@ -32,26 +30,8 @@ QUIET = 6.0
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
-    base = _free_base()
-    subprocess.run(
-        [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", "4"]
-        + ["--out", str(tmp_path / "net"), "--base-port", str(base)],
-        check=True,
-        capture_output=True,
-        env=cli_env(),
-    )
-    network = Network(tmp_path / "net", base)
-    for i in range(4):
-        network.start(i)
-    try:
-        wait_for(lambda: all_connected(network), 60, "four nodes serving and connected")
+    with running_network(tmp_path, stop="kill") as network:
         yield network
-    except BaseException:
-        print(network.logs())
-        raise
-    finally:
-        for i in network.running():
-            network.kill(i)
 
 
 def _quiet_heights(net: Network) -> tuple[list[int], list[int]]:
@@ -83,33 +63,14 @@ def test_idle_chain_makes_no_blocks_and_wakes_for_a_transaction(net: Network) ->
 
 def test_heartbeat_blocks_keep_an_idle_chain_moving(tmp_path: Path) -> None:
     """With ``heartbeat_ms`` 2000 in every node's config.json, empty blocks come every ~2 s."""
-    base = _free_base()
-    subprocess.run(
-        [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", "4"]
-        + ["--out", str(tmp_path / "net"), "--base-port", str(base)],
-        check=True,
-        capture_output=True,
-        env=cli_env(),
-    )
-    for i in range(4):
-        path = tmp_path / "net" / f"node{i}" / "config.json"
-        doc = json.loads(path.read_text())
+
+    def heartbeat_2s(home: Path) -> None:
+        doc = json.loads((home / "config.json").read_text())
         doc["heartbeat_ms"] = 2000
-        path.write_text(json.dumps(doc))
-    network = Network(tmp_path / "net", base)
-    for i in range(4):
-        network.start(i)
-    try:
-        wait_for(lambda: all_connected(network), 60, "four nodes serving and connected")
+        (home / "config.json").write_text(json.dumps(doc))
+
+    with running_network(tmp_path, heartbeat_2s, stop="kill") as network:
         wait_for(lambda: network.height(0) >= 3, 30, "three heartbeat blocks")
-        times = [
-            httpx.get(f"{network.url(0)}/blocks/{h}", timeout=5).json()["time"] for h in (2, 3)
-        ]
+        times = [httpx.get(f"{network.url(0)}/blocks/{h}", timeout=5).json()["time"] for h in (2, 3)]
         # Heartbeat blocks are about heartbeat_ms apart (not one a second, not one a minute).
         assert 1500 <= times[1] - times[0] <= 6000, times
-    except BaseException:
-        print(network.logs())
-        raise
-    finally:
-        for i in network.running():
-            network.kill(i)

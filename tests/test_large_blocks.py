@@ -10,8 +10,6 @@ committed, then restarted: it must catch up.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import cli_env, genesis_hash_of, wait_for
-from test_network import Network, _free_base, all_connected
+from conftest import genesis_hash_of, wait_for
+from test_network import Network, running_network
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.node.txcheck import tx_to_json
@@ -36,26 +34,8 @@ PAYLOAD = 64 * 1024
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
-    base = _free_base()
-    subprocess.run(
-        [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", "4"]
-        + ["--out", str(tmp_path / "net"), "--base-port", str(base)],
-        check=True,
-        capture_output=True,
-        env=cli_env(),
-    )
-    network = Network(tmp_path / "net", base)
-    for i in range(4):
-        network.start(i)
-    try:
-        wait_for(lambda: all_connected(network), 60, "four nodes serving and connected")
+    with running_network(tmp_path, stop="kill") as network:
         yield network
-    except BaseException:
-        print(network.logs())
-        raise
-    finally:
-        for i in network.running():
-            network.kill(i)
 
 
 def test_largest_blocks_gossip_and_sync(net: Network) -> None:

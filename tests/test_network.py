@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,43 +110,40 @@ def all_connected(net: Network) -> bool:
     return True
 
 
-@pytest.fixture
-def network(tmp_path: Path) -> Iterator[Network]:
+@contextmanager
+def running_network(
+    root: Path, configure: Callable[[Path], None] | None = None, *, stop: str = "sigint"
+) -> Iterator[Network]:
+    """``network init`` N homes under ``root``, start one process each, wait until every node
+    serves and is connected to every other; stop them at the end (SIGINT and wait, or ``kill``).
+
+    ``configure`` may edit each home before its node starts. A setup that fails prints the logs.
+    """
     base = _free_base()
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zhongshu",
-            "network",
-            "init",
-            "--nodes",
-            str(N),
-            "--out",
-            str(tmp_path / "net"),
-            "--base-port",
-            str(base),
-        ],
+        [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", str(N)]
+        + ["--out", str(root / "net"), "--base-port", str(base)],
         check=True,
         capture_output=True,
         env=cli_env(),
     )
-    net = Network(tmp_path / "net", base)
+    net = Network(root / "net", base)
     for i in range(N):
+        if configure is not None:
+            configure(root / "net" / f"node{i}")
         net.start(i)
     try:
         try:
-            wait_for(
-                lambda: all((s := net.status(i)) and len(s["consensus"]["peers"]) == N - 1 for i in range(N)),
-                60,
-                "four nodes serving and connected to each other",
-            )
+            wait_for(lambda: all_connected(net), 60, "four nodes serving and connected to each other")
         except BaseException:
             # Shown with the failed setup (the test's own failures get them from conftest's hook).
             print(net.logs())
             raise
         yield net
     finally:
+        if stop == "kill":
+            for i in net.running():
+                net.kill(i)
         for i in net.running():
             net.procs[i].send_signal(signal.SIGINT)
         for p in net.procs.values():
@@ -153,6 +151,12 @@ def network(tmp_path: Path) -> Iterator[Network]:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    with running_network(tmp_path) as net:
+        yield net
 
 
 class Load:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from conftest import cli_env, wait_for
-from test_network import Load, Network, _check_agreement, _free_base, all_connected
+from test_network import Load, Network, _check_agreement, running_network
 
 pytestmark = pytest.mark.slow
 
@@ -74,27 +74,8 @@ class Attacker:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    root = tmp_path_factory.mktemp("byz")
-    base = _free_base()
-    subprocess.run(
-        [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", "4"]
-        + ["--out", str(root / "net"), "--base-port", str(base)],
-        check=True,
-        capture_output=True,
-        env=cli_env(),
-    )
-    network = Network(root / "net", base)
-    for i in range(4):
-        network.start(i)
-    try:
-        wait_for(lambda: all_connected(network), 60, "four nodes serving and connected")
+    with running_network(tmp_path_factory.mktemp("byz"), stop="kill") as network:
         yield network
-    except BaseException:
-        print(network.logs())
-        raise
-    finally:
-        for i in network.running():
-            network.kill(i)
 
 
 @pytest.fixture(scope="module")
