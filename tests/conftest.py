@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,43 @@ _LIVE: list[NodeProcess] = []
 """Nodes started and not yet torn down; their logs go with a failure report."""
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
+PORT_LOW, PORT_HIGH = 20000, 32600
+"""Ports handed to test nodes: below Linux's ephemeral range (32768-60999), from which every
+outbound connection takes its local port, so none can take a port between check and bind."""
+_HANDED: set[int] = set()
+"""Ports already handed out in this test run (each goes to one node only)."""
+
+
+def free_ports(offsets: Sequence[int]) -> int:
+    """A base port such that base+o is free for every offset o (and not handed out before)."""
+    for _ in range(500):
+        base = PORT_LOW + int.from_bytes(os.urandom(2), "big") % (PORT_HIGH - PORT_LOW)
+        ports = [base + o for o in offsets]
+        if any(p in _HANDED or p >= 32768 for p in ports):
+            continue
+        if all(_is_free(p) for p in ports):
+            _HANDED.update(ports)
+            return base
+    raise RuntimeError("no free port range below the ephemeral ports")
+
+
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (outside the ephemeral range)."""
+    return free_ports([0])
+
+
+def free_base(nodes: int) -> int:
+    """A base port P whose API ports P+i and P2P ports P+100+i of ``nodes`` nodes are free."""
+    return free_ports([*range(nodes), *(100 + i for i in range(nodes))])
 
 
 def cli_env() -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import re
 import signal
 import socket
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI_TIMEOUT, NodeProcess, cli_env, free_port, run_cli
+from conftest import CLI_TIMEOUT, NodeProcess, cli_env, free_base, free_port, run_cli
 from test_e2e_cli import ok, one_line_error
 
 pytestmark = pytest.mark.slow
@@ -234,7 +233,7 @@ def test_bad_arguments_and_files(tmp_path: Path, deposit: Deposit) -> None:
 
 def test_a_commit_timeout_says_what_the_node_knows(tmp_path: Path) -> None:
     # One validator of four, alone: it admits the deposit but cannot commit it.
-    base = _free_base(4)
+    base = free_base(4)
     network = tmp_path / "net"
     run_ok("network", "init", "--nodes", "4", "--out", network, "--base-port", str(base))
     lonely = NodeProcess(network / "node0", base)
@@ -419,21 +418,3 @@ def test_verify_loads_no_gateway_and_its_start_up_is_measured(deposit: Deposit) 
         times.append(time.perf_counter() - start)
         assert run.returncode == 0, run.stderr
     print(f"zhongshu verify: median {statistics.median(times) * 1000:.0f} ms of {VERIFY_RUNS} runs")
-
-
-def _free_base(nodes: int) -> int:
-    """A base port whose API (base+i) and P2P (base+100+i) ports are all free now."""
-
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-            return True
-
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
-        if all(free(base + i) and free(base + 100 + i) for i in range(nodes)):
-            return base
-    raise RuntimeError("no free port range")

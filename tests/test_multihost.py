@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, genesis_hash_of, run_cli, wait_for
+from conftest import cli_env, free_ports, genesis_hash_of, run_cli, wait_for
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.proof import verify_bundle
@@ -38,21 +38,6 @@ N = 4
 HOSTS = [f"127.0.0.{i + 1}" for i in range(N)]
 FAR = 1_000_000
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_base() -> int:
-    """A base port P such that P (API) and P+100 (p2p) are free on every one of HOSTS now."""
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
-        try:
-            for host in HOSTS:
-                for port in (base, base + 100):
-                    with socket.socket() as s:
-                        s.bind((host, port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no port pair free on all four loopback addresses")
 
 
 def _init(out: Path, base: int) -> subprocess.CompletedProcess[str]:
@@ -120,7 +105,7 @@ class HostNetwork:
 
 @pytest.fixture
 def hosts_network(tmp_path: Path) -> Iterator[HostNetwork]:
-    base = _free_base()
+    base = free_ports([0, 100])
     made = _init(tmp_path / "net", base)
     assert made.returncode == 0, made.stdout + made.stderr
     for host in HOSTS:

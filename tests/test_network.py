@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, genesis_hash_of, wait_for
+from conftest import cli_env, free_base, genesis_hash_of, wait_for
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.proof import verify_bundle
@@ -31,24 +31,6 @@ from zhongshu.sdk.client import evidence_tx
 
 FAR = 1_000_000
 N = 4
-
-
-def _free_base() -> int:
-    """A base port whose API (base+i) and P2P (base+100+i) ports are all free now."""
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
-        ports = [base + i for i in range(N)] + [base + 100 + i for i in range(N)]
-        ok = True
-        for port in ports:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 class Network:
@@ -119,7 +101,7 @@ def running_network(
 
     ``configure`` may edit each home before its node starts. A setup that fails prints the logs.
     """
-    base = _free_base()
+    base = free_base(N)
     subprocess.run(
         [sys.executable, "-m", "zhongshu", "network", "init", "--nodes", str(N)]
         + ["--out", str(root / "net"), "--base-port", str(base)],
@@ -296,7 +278,7 @@ def _hash_of(tx: Any) -> str:
 
 def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> None:
     """What `make run` does: four node processes; any node takes a deposit; the proof verifies."""
-    base = _free_base()
+    base = free_base(N)
     home = tmp_path / "hub"
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import httpx
 import msgspec
 import pytest
 
-from conftest import NodeProcess, free_port, run_cli, wait_for
+from conftest import NodeProcess, free_base, run_cli, wait_for
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.gateway.problems import PROBLEM_TYPES, STATUS
 from zhongshu.gateway.schemas import HEX_PATTERN, TxBody
@@ -444,24 +443,6 @@ def test_healthz_of_a_single_node(http: httpx.Client, module_node: NodeProcess) 
     main = response.json()["chains"]["main"]
     assert main["quorum"] is True and main["networked"] is False and main["peers"] == 0
     assert 0 <= main["height"] <= module_node.status()["height"]
-
-
-def free_base(n: int) -> int:
-    """A port P with P+i (API) and P+100+i (p2p) free for i < n, as network init places them."""
-    for _ in range(100):
-        base = free_port()
-        if base + 100 + n < 65536 and all(_is_free(base + d + i) for d in (0, 100) for i in range(n)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def test_healthz_of_a_replica_without_and_with_a_quorum(tmp_path: Path) -> None:

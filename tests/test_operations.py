@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import NodeProcess, cli_env, genesis_hash_of, run_cli, wait_for
+from conftest import NodeProcess, cli_env, free_base, genesis_hash_of, run_cli, wait_for
 from zhongshu.cli.logs import JsonFormatter, TextFormatter
 from zhongshu.crypto import get_suite
 from zhongshu.node.lock import HomeLocked, acquire_home_lock
@@ -49,25 +49,6 @@ BLOCK_LINE = re.compile(LINE.pattern + r"block (\d+) [0-9a-f]{12} txs \d+( round
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _free_base() -> int:
-    """A base port whose API (base+i) and P2P (base+100+i) ports are all free now."""
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
-        ports = [base + i for i in range(N)] + [base + 100 + i for i in range(N)]
-        if all(_port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _listening(port: int) -> bool:
@@ -210,7 +191,7 @@ class Nodes:
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[Nodes]:
-    base = _free_base()
+    base = free_base(N)
     init = run_cli("network", "init", "--nodes", str(N), "--out", tmp_path / "net", "--base-port", str(base))
     assert init.returncode == 0, init.stderr
     net = Nodes(tmp_path / "net", base)
@@ -405,7 +386,7 @@ def test_a_height_without_a_commit_is_warned_about_only_while_blocks_are_due() -
 @pytest.mark.slow
 def test_up_with_four_nodes_stops_cleanly_on_every_sigterm_and_sigint(tmp_path: Path) -> None:
     """Each signal goes to the process group, as Ctrl-C in a terminal or a service manager sends it."""
-    base = _free_base()
+    base = free_base(N)
     hub = tmp_path / "hub"
     out_path = tmp_path / "up.log"
     for run, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 3):
