@@ -44,6 +44,8 @@ class BenchResult:
     txs: int
     batch: int
     concurrency: int
+    wire: str
+    """How the load was sent: ``msgpack`` (binary submission route) or ``json``."""
     committed: int
     seconds: float
     tps: float
@@ -60,6 +62,9 @@ class BenchResult:
     """Open-loop run at half the full-load TPS: offered_tps, tps, p50_ms, p99_ms."""
     profile: list[dict[str, Any]] = field(default_factory=list)
     """With --profile: the node's event-loop functions with the most own time."""
+    cpu_us_per_tx: dict[str, float] = field(default_factory=dict)
+    """CPU microseconds per committed transaction over the full load: ``node`` (node 0's process
+    less its verify threads), ``verify`` (node 0's verify threads), ``client`` (this process)."""
 
 
 def free_port() -> int:
@@ -68,21 +73,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _presign(job: tuple[str, str, bytes, int, int]) -> list[bytes]:
-    """Sign ``count`` evidence deposits with a fresh client key (runs in a worker process)."""
-    from zhongshu.codec import encode_json
+WIRES = ("msgpack", "json")
+
+
+def _presign(job: tuple[str, str, str, bytes, int, int]) -> list[bytes]:
+    """Sign ``count`` evidence deposits with a fresh client key (runs in a worker process); each
+    comes back encoded for ``wire``: canonical MessagePack or the API's JSON object."""
+    from zhongshu.codec import encode, encode_json
     from zhongshu.node.txcheck import tx_to_json
     from zhongshu.sdk.client import evidence_tx
 
-    suite_name, chain_id, genesis_hash, valid_until, count = job
+    wire, suite_name, chain_id, genesis_hash, valid_until, count = job
     suite = get_suite(suite_name)
     key = suite.generate_private_key()
     out = []
     for _ in range(count):
         digest = suite.hash(secrets.token_bytes(32))
         tx = evidence_tx(key, chain_id, genesis_hash, digest, "bench.bin", valid_until)
-        out.append(encode_json(tx_to_json(tx)))
+        out.append(encode(tx) if wire == "msgpack" else encode_json(tx_to_json(tx)))
     return out
+
+
+def msgpack_array(items: list[bytes]) -> bytes:
+    """The MessagePack array of already encoded items: its header (fixarray, array 16 or
+    array 32, the shortest that fits, as canonical encoding requires), then the items."""
+    n = len(items)
+    if n < 16:
+        header = bytes([0x90 | n])
+    elif n < 1 << 16:
+        header = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + n.to_bytes(4, "big")
+    return header + b"".join(items)
+
+
+def _batch_body(wire: str, items: list[bytes]) -> bytes:
+    return msgpack_array(items) if wire == "msgpack" else b"[" + b",".join(items) + b"]"
 
 
 def _verify_for(job: tuple[str, float]) -> tuple[int, float]:
@@ -131,6 +157,7 @@ async def _load(
     *,
     rate: float | None = None,
     label: str = "load",
+    wire: str = "msgpack",
 ) -> tuple[list[tuple[float, float, int]], float, float]:
     """Send the batches round-robin to the nodes' gateways, each with ``?wait=commit``.
 
@@ -138,7 +165,10 @@ async def _load(
     sent at start + i * batch / rate, so latency is measured at that offered load.
     """
     task = progress.add_task(label, total=len(bodies))
-    batches = [b"[" + b",".join(bodies[i : i + batch]) + b"]" for i in range(0, len(bodies), batch)]
+    from zhongshu.gateway.binary import MSGPACK, decode_answer
+
+    batches = [_batch_body(wire, bodies[i : i + batch]) for i in range(0, len(bodies), batch)]
+    media = MSGPACK if wire == "msgpack" else "application/json"
     sizes = [min(batch, len(bodies) - i) for i in range(0, len(bodies), batch)]
     records: list[tuple[float, float, int]] = []
     workers = concurrency if rate is None else max(concurrency, 64)
@@ -162,7 +192,7 @@ async def _load(
                         f"{url}/v1/chains/{chain}/txs",
                         content=batches[index],
                         params={"wait": "commit", "timeout": "60"},
-                        headers={"content-type": "application/json"},
+                        headers={"content-type": media, "accept": media},
                     )
                     if r.status_code == 503:  # mempool full: back off and retry the batch
                         await asyncio.sleep(0.05)
@@ -170,6 +200,11 @@ async def _load(
                     break
                 if r.status_code != 200:
                     raise RuntimeError(f"load batch refused: {r.status_code} {r.text[:300]}")
+                answered = (
+                    len(decode_answer(r.content).receipts) if wire == "msgpack" else len(r.json()["receipts"])
+                )
+                if answered != sizes[index]:
+                    raise RuntimeError(f"{answered} receipts for a batch of {sizes[index]}")
                 records.append((sent, time.perf_counter(), sizes[index]))
                 progress.advance(task, sizes[index])
 
@@ -263,12 +298,13 @@ def _stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _presign_all(
-    suite: str, genesis_hash: bytes, count: int, cores: int, progress: Progress, label: str
+    suite: str, genesis_hash: bytes, count: int, cores: int, progress: Progress, label: str, wire: str
 ) -> list[bytes]:
     ptask = progress.add_task(label, total=count)
     per_job = 500
     jobs = [
-        (suite, "main", genesis_hash, 1_000_000, min(per_job, count - i)) for i in range(0, count, per_job)
+        (wire, suite, "main", genesis_hash, 1_000_000, min(per_job, count - i))
+        for i in range(0, count, per_job)
     ]
     bodies: list[bytes] = []
     ctx = multiprocessing.get_context("spawn")
@@ -289,6 +325,12 @@ def _late_rounds(url: str, height: int) -> int:
     return late
 
 
+def _node_cpu(url: str) -> tuple[float, float]:
+    """The node's process CPU seconds and its verify threads' share, from its status."""
+    metrics = httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()["metrics"]
+    return float(metrics["process_cpu_seconds"]), float(metrics["verify_cpu_seconds"])
+
+
 def _latencies(records: list[tuple[float, float, int]]) -> list[float]:
     return [(done - sent) * 1000 for sent, done, n in records for _ in range(n)]
 
@@ -303,11 +345,14 @@ def run_bench(
     console: Console,
     profile: bool = False,
     half_load: bool | None = None,
+    wire: str = "msgpack",
 ) -> BenchResult:
     """Full load (closed loop), then with ``half_load`` an open-loop run at half that rate."""
     if nodes < 1:
         raise ValueError("--nodes must be at least 1")
     get_suite(suite)
+    if wire not in WIRES:
+        raise ValueError(f"--wire must be one of {', '.join(WIRES)}, not {wire!r}")
     half_load = nodes > 1 if half_load is None else half_load
     cores = os.cpu_count() or 1
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -319,18 +364,24 @@ def run_bench(
         genesis = load_genesis(homes[0] / "genesis.json")
         genesis_hash = compute_genesis_hash(get_suite(suite).hasher(), genesis)
         with Progress(*columns, console=console, transient=False) as progress:
-            bodies = _presign_all(suite, genesis_hash, txs, cores, progress, "pre-sign")
+            bodies = _presign_all(suite, genesis_hash, txs, cores, progress, "pre-sign", wire)
             half_bodies = (
-                _presign_all(suite, genesis_hash, txs // 2, cores, progress, "pre-sign") if half_load else []
+                _presign_all(suite, genesis_hash, txs // 2, cores, progress, "pre-sign", wire)
+                if half_load
+                else []
             )
             vtask = progress.add_task("verify", total=None)
             bound = measure_verify_bound(suite, cores)
             progress.update(vtask, total=1, completed=1, description="verify")
             procs, profile_path = _start_nodes(tmp, homes, urls, profile)
             try:
+                before = _node_cpu(urls[0])
+                client_before = time.process_time()
                 records, start, end = asyncio.run(
-                    _load(urls, "main", bodies, batch, concurrency, progress, label="full load")
+                    _load(urls, "main", bodies, batch, concurrency, progress, label="full load", wire=wire)
                 )
+                client_cpu = time.process_time() - client_before
+                after = _node_cpu(urls[0])
                 if half_load:
                     rate = sum(n for _, _, n in records) / (end - start) / 2
                     half_records, h_start, h_end = asyncio.run(
@@ -343,6 +394,7 @@ def run_bench(
                             progress,
                             rate=rate,
                             label="half load",
+                            wire=wire,
                         )
                     )
                     h_lat = _latencies(half_records)
@@ -360,6 +412,12 @@ def run_bench(
             profile_top = _profile_summary(profile_path) if profile else []
     latencies = _latencies(records)
     committed = sum(n for _, _, n in records)
+    node_cpu, verify_cpu = (a - b for a, b in zip(after, before, strict=True))
+    cpu_us_per_tx = {
+        "node": round((node_cpu - verify_cpu) / committed * 1e6, 1),
+        "verify": round(verify_cpu / committed * 1e6, 1),
+        "client": round(client_cpu / committed * 1e6, 1),
+    }
     seconds = end - start
     per_second = [0] * (int(seconds) + 1)
     for _, done, n in records:
@@ -372,6 +430,7 @@ def run_bench(
         txs=txs,
         batch=batch,
         concurrency=concurrency,
+        wire=wire,
         committed=committed,
         seconds=round(seconds, 3),
         tps=round(tps, 1),
@@ -389,6 +448,7 @@ def run_bench(
         per_second=per_second,
         profile=profile_top,
         half_load=half,
+        cpu_us_per_tx=cpu_us_per_tx,
     )
 
 
@@ -443,6 +503,13 @@ def render(result: BenchResult, console: Console) -> None:
         for r in result.profile:
             ptable.add_row(r["function"], str(r["calls"]), f"{r['own_s']:.3f}", f"{r['share']:.1%}")
         console.print(ptable)
+    c = result.cpu_us_per_tx
+    if c:
+        console.print(
+            f"CPU per committed transaction: node {c['node']:.0f} µs outside verification, "
+            f"verify threads {c['verify']:.0f} µs, load client {c['client']:.0f} µs",
+            highlight=False,
+        )
     m = result.node_metrics
     if m:
         console.print(
@@ -458,12 +525,28 @@ def save_result(result: BenchResult, root: Path) -> Path:
     out_dir = root / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path = out_dir / f"bench-{result.suite}-{result.nodes}n-{stamp}.json"
+    wire = "" if result.wire == "msgpack" else f"-{result.wire}"
+    path = out_dir / f"bench-{result.suite}-{result.nodes}n{wire}-{stamp}.json"
     path.write_text(json.dumps(asdict(result), indent=2) + "\n")
     return path
 
 
 def summary_json(result: BenchResult) -> str:
-    keys = ("nodes", "suite", "txs", "committed", "tps", "p50_ms", "p99_ms", "verify_bound_tps", "ratio")
-    extra = {"half_load": result.half_load, "node_metrics": result.node_metrics}
+    keys = (
+        "nodes",
+        "suite",
+        "wire",
+        "txs",
+        "committed",
+        "tps",
+        "p50_ms",
+        "p99_ms",
+        "verify_bound_tps",
+        "ratio",
+    )
+    extra = {
+        "half_load": result.half_load,
+        "cpu_us_per_tx": result.cpu_us_per_tx,
+        "node_metrics": result.node_metrics,
+    }
     return json.dumps({k: getattr(result, k) for k in keys} | extra)

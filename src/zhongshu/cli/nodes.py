@@ -250,6 +250,9 @@ def bench(
         help="Record the figures in docs/performance.md (default: when run where that file exists).",
     ),
     profile: bool = typer.Option(False, help="Run the node under cProfile and print where time goes."),
+    wire: str = typer.Option(
+        "msgpack", help="msgpack: the binary submission route (the SDK's); json: the JSON route."
+    ),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
     from zhongshu.cli.bench import render, run_bench, save_result, summary_json
@@ -264,6 +267,7 @@ def bench(
         concurrency=concurrency,
         console=console,
         profile=profile,
+        wire=wire,
     )
     render(result, console)
     root = Path.cwd()

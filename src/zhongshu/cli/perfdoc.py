@@ -17,7 +17,8 @@ def render_section(result: BenchResult) -> str:
     lines = [
         f"Measured {when} on {result.machine['cores']} cores ({result.machine['machine']}, "
         f"Python {result.machine['python']}), command: "
-        f"`zhongshu bench --nodes {result.nodes} --suite {result.suite} --txs {result.txs}` "
+        f"`zhongshu bench --nodes {result.nodes} --suite {result.suite} --txs {result.txs}"
+        f"{'' if result.wire == 'msgpack' else ' --wire ' + result.wire}` "
         f"(batch {result.batch}, {result.concurrency} requests in flight).",
         "",
         "| measure | value |",
@@ -43,13 +44,22 @@ def render_section(result: BenchResult) -> str:
         f"| node: execute + roots | {m.get('execute_seconds', 0):.2f} s |",
         f"| node: LMDB commit | {m.get('store_seconds', 0):.2f} s |",
         f"| load duration | {result.seconds:.1f} s |",
+        *(
+            [
+                f"| CPU per tx: node, outside verification | {c['node']:.0f} µs |",
+                f"| CPU per tx: node's verify threads | {c['verify']:.0f} µs |",
+                f"| CPU per tx: load client | {c['client']:.0f} µs |",
+            ]
+            if (c := result.cpu_us_per_tx)
+            else []
+        ),
     ]
     return "\n".join(lines)
 
 
 def update_performance_doc(path: Path, result: BenchResult) -> Path:
     """Replace (or append) the marked section for this node count and suite."""
-    key = f"{result.nodes}n-{result.suite}"
+    key = f"{result.nodes}n-{result.suite}" + ("" if result.wire == "msgpack" else f"-{result.wire}")
     begin, end = BEGIN.format(key=key), END.format(key=key)
     text = path.read_text() if path.exists() else "# Performance\n"
     block = f"{begin}\n{render_section(result)}\n{end}"
@@ -58,7 +68,9 @@ def update_performance_doc(path: Path, result: BenchResult) -> Path:
         _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + f"\n\n### {result.nodes} node(s), suite `{result.suite}`\n\n{block}\n"
+        route = "" if result.wire == "msgpack" else f", {result.wire} route"
+        heading = f"### {result.nodes} node(s), suite `{result.suite}`{route}"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path

@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from zhongshu import __version__
 from zhongshu.codec import encode_json
 from zhongshu.crypto import InvalidKey
+from zhongshu.gateway import binary as binary_route
 from zhongshu.gateway import schemas
 from zhongshu.gateway.docs import docs_router
 from zhongshu.gateway.evidence_index import decode_cursor, evidence_view, owner_entries
@@ -39,6 +40,7 @@ from zhongshu.gateway.views import (
     header_view,
 )
 from zhongshu.ledger.genesis import genesis_to_json
+from zhongshu.ledger.types import Transaction
 from zhongshu.node import errors
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.txcheck import TxJSON, tx_from_json, tx_to_json
@@ -101,6 +103,42 @@ def _hex_param(name: str, value: str) -> bytes:
     if not raw:
         raise errors.MalformedTransaction(f"{name} must not be empty")
     return raw
+
+
+def _media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
+
+
+def _msgpack_response(answer: binary_route.SubmitAnswer, status: int) -> Response:
+    return Response(binary_route.encode_answer(answer), status, media_type=binary_route.MSGPACK)
+
+
+def _json_txs(body: bytes) -> list[Transaction]:
+    """The transactions of a JSON body (one object or an array), all or nothing."""
+    try:
+        parsed = _tx_batch_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise errors.MalformedTransaction(f"the body is not a transaction or a list: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise errors.MalformedTransaction(
+            f"a string in the body is not UTF-8 ({exc.reason}); JSON text is UTF-8"
+        ) from None
+    items = parsed if isinstance(parsed, list) else [parsed]
+    # Counted before building them: a batch past the limit is refused without the work.
+    if len(items) > MAX_BATCH:
+        raise errors.TooLarge(f"a batch holds at most {MAX_BATCH} transactions")
+    txs = []
+    failures: list[tuple[int, errors.Refused]] = []
+    for i, item in enumerate(items):
+        try:
+            txs.append(tx_from_json(item))
+        except errors.Refused as exc:
+            failures.append((i, exc))
+    if failures:
+        if len(items) == 1:
+            raise failures[0][1]
+        raise errors.BatchRefused(failures)
+    return txs
 
 
 def _check_commit_wait(timeout: float) -> float:
@@ -250,37 +288,29 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         if wait:
             _check_commit_wait(timeout)
         body = await request.body()
-        try:
-            parsed = _tx_batch_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            raise errors.MalformedTransaction(f"the body is not a transaction or a list: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise errors.MalformedTransaction(
-                f"a string in the body is not UTF-8 ({exc.reason}); JSON text is UTF-8"
-            ) from None
-        items = parsed if isinstance(parsed, list) else [parsed]
-        if not items:
+        binary = _media_type(request.headers.get("content-type", "")) == binary_route.MSGPACK
+        txs = binary_route.decode_txs(body) if binary else _json_txs(body)
+        if not txs:
             raise errors.MalformedTransaction("the batch is empty")
-        if len(items) > MAX_BATCH:
+        if len(txs) > MAX_BATCH:
             raise errors.TooLarge(f"a batch holds at most {MAX_BATCH} transactions")
-        txs = []
-        failures: list[tuple[int, errors.Refused]] = []
-        for i, item in enumerate(items):
-            try:
-                txs.append(tx_from_json(item))
-            except errors.Refused as exc:
-                failures.append((i, exc))
-        if failures:
-            if len(items) == 1:
-                raise failures[0][1]
-            raise errors.BatchRefused(failures)
         hashes = await node.submit(txs)
+        msgpack_answer = binary_route.wants_msgpack(request.headers.get("accept", ""))
         if wait == "commit":
+            # Watched at once: submit has just pooled them, so none can have committed yet.
+            futures = node.watch(hashes)
             try:
-                done = await node.wait_committed(hashes, timeout)
+                done = await node.wait_watched(hashes, futures, timeout)
             except errors.CommitTimeout as exc:
                 raise errors.CommitTimeout(exc.detail, tx_hashes=[h.hex() for h in hashes]) from None
+            if msgpack_answer:
+                entries = [
+                    binary_route.CommittedEntry(c.tx_hash, c.height, c.index, c.time, c.receipt) for c in done
+                ]
+                return _msgpack_response(binary_route.SubmitAnswer("committed", receipts=entries), 200)
             return JSONResponse({"status": "committed", "receipts": [committed_view(c) for c in done]}, 200)
+        if msgpack_answer:
+            return _msgpack_response(binary_route.SubmitAnswer("pending", tx_hashes=hashes), 202)
         return JSONResponse({"status": "pending", "tx_hashes": [h.hex() for h in hashes]}, 202)
 
     @app.get(

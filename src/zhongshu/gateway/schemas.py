@@ -78,10 +78,12 @@ class Metrics(Schema):
     submit_requests: int
     verified_signatures: int
     verify_seconds: float
+    verify_cpu_seconds: float = Field(description="CPU time of the verify threads")
     execute_seconds: float
     store_seconds: float
     blocks: int
     committed_txs: int
+    process_cpu_seconds: float = Field(description="CPU time of the whole node process (every thread)")
 
 
 class ChainStatus(Schema):

@@ -67,6 +67,8 @@ class NodeMetrics:
     verified_signatures: int = 0
     verify_seconds: float = 0.0
     """Wall time of signature verification batches (threads run in parallel inside)."""
+    verify_cpu_seconds: float = 0.0
+    """CPU time the verify threads spent checking sender keys and signatures."""
     execute_seconds: float = 0.0
     """Executing blocks and computing their roots."""
     store_seconds: float = 0.0
@@ -132,9 +134,12 @@ class ChainNode:
             max_workers=verify_threads or 2, thread_name_prefix=f"verify-{self.chain_id}"
         )
         self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
-        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._subscribers: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
+        """Each subscriber's queue, and whether it wants contract events besides blocks."""
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stores_started = 0
+        """Blocks whose storing has begun: submit reads the tx index again only if this moved."""
         self.metrics = NodeMetrics()
         self.crash_point = crash_point
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
@@ -195,6 +200,7 @@ class ChainNode:
         failures: list[tuple[int, errors.Refused]] = []
         hashes: list[bytes] = []
         sizes: list[int] = []
+        sign_bytes: list[bytes] = []
         seen: set[bytes] = set()
         for i, tx in enumerate(txs):
             try:
@@ -206,7 +212,9 @@ class ChainNode:
                     next_height=next_height,
                     max_tx_bytes=params.max_tx_bytes,
                 )
-                tx_hash = compute_tx_hash(self.hash, tx)
+                # The tx hash is the hash of the sign-bytes: encoded once, for both.
+                body = tx.sign_bytes()
+                tx_hash = self.hash(body)
                 # The same transaction is not already pending, committed or earlier in the batch.
                 if tx_hash in seen or tx_hash in self.mempool:
                     raise errors.Duplicate(f"transaction {tx_hash.hex()} is already pending")
@@ -215,19 +223,22 @@ class ChainNode:
                 failures.append((i, exc))
                 hashes.append(b"")
                 sizes.append(0)
+                sign_bytes.append(b"")
                 continue
             hashes.append(tx_hash)
             sizes.append(size)
+            sign_bytes.append(body)
         # Refused entries have no hash (b""); LMDB refuses an empty key, so they are not looked up.
         hashed = [i for i, h in enumerate(hashes) if h]
         committed = self.store.has_txs([hashes[i] for i in hashed])
         for i, is_committed in zip(hashed, committed, strict=True):
             if is_committed:
                 failures.append((i, errors.Duplicate(f"transaction {hashes[i].hex()} is already committed")))
+        stores_before = self._stores_started
         if not failures:
             self.mempool.check_room(len(txs), sum(sizes))
             started = time.perf_counter()
-            failures.extend(await self._verify_senders(txs))
+            failures.extend(await self._verify_senders(txs, sign_bytes))
             self.metrics.verify_seconds += time.perf_counter() - started
             self.metrics.verified_signatures += len(txs)
         if failures:
@@ -235,21 +246,30 @@ class ChainNode:
             if len(txs) == 1:
                 raise failures[0][1]
             raise errors.BatchRefused(failures)
-        # Re-check after the await: another request may have pooled the same transactions.
-        for h, committed_now in zip(hashes, self.store.has_txs(hashes), strict=True):
-            if committed_now or h in self.mempool:
+        # Re-check after the await: another request may have pooled the same transactions, and a
+        # block stored meanwhile may hold them (the index is read again only if one was stored).
+        recheck = self._stores_started != stores_before
+        committed_now = self.store.has_txs(hashes) if recheck else [False] * len(hashes)
+        for h, is_committed in zip(hashes, committed_now, strict=True):
+            if is_committed or h in self.mempool:
                 raise errors.Duplicate(f"transaction {h.hex()} is already pending or committed")
         self.mempool.add([PendingTx(tx, h, s) for tx, h, s in zip(txs, hashes, sizes, strict=True)])
         self._wake.set()
         return hashes
 
-    async def _verify_senders(self, txs: Sequence[Transaction]) -> list[tuple[int, errors.Refused]]:
-        """Check each sender key and signature in threads (the C code releases the GIL)."""
+    async def _verify_senders(
+        self, txs: Sequence[Transaction], sign_bytes: Sequence[bytes] | None = None
+    ) -> list[tuple[int, errors.Refused]]:
+        """Check each sender key and signature in threads (the C code releases the GIL).
+
+        ``sign_bytes``, when the caller has them, are each transaction's encoded body.
+        """
         suite = self.suite
         workers = self._pool._max_workers
         chunk = max(1, (len(txs) + workers - 1) // workers)
 
-        def verify(start: int) -> list[tuple[int, errors.Refused]]:
+        def verify(start: int) -> tuple[list[tuple[int, errors.Refused]], float]:
+            cpu_started = time.thread_time()
             bad: list[tuple[int, errors.Refused]] = []
             for j, tx in enumerate(txs[start : start + chunk]):
                 # The sender is a valid public key of the chain's suite.
@@ -259,33 +279,54 @@ class ChainNode:
                     bad.append((start + j, errors.InvalidPublicKey(str(exc))))
                     continue
                 # The signature verifies over the sign-bytes with that key.
-                if not suite.verify(tx.sender, tx.sign_bytes(), tx.signature):
+                message = sign_bytes[start + j] if sign_bytes is not None else tx.sign_bytes()
+                if not suite.verify(tx.sender, message, tx.signature):
                     bad.append(
                         (
                             start + j,
                             errors.InvalidSignature("the signature does not verify for the sender's key"),
                         )
                     )
-            return bad
+            return bad, time.thread_time() - cpu_started
 
         loop = asyncio.get_running_loop()
         parts = await asyncio.gather(
             *(loop.run_in_executor(self._pool, verify, s) for s in range(0, len(txs), chunk))
         )
-        return [i for part in parts for i in part]
+        # Summed here, in the event loop: the threads never write the metrics.
+        self.metrics.verify_cpu_seconds += sum(cpu for _, cpu in parts)
+        return [i for bad, _ in parts for i in bad]
+
+    def watch(self, tx_hashes: Sequence[bytes]) -> list[asyncio.Future[Committed]]:
+        """Futures that resolve when each transaction commits, for transactions ``submit`` has
+        just pooled (not committed: call it before awaiting anything, so no block is stored
+        between). ``wait_watched`` waits for them."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Committed]] = []
+        for h in tx_hashes:
+            fut: asyncio.Future[Committed] = loop.create_future()
+            self._waiters.setdefault(h, []).append(fut)
+            futures.append(fut)
+        return futures
 
     async def wait_committed(self, tx_hashes: Sequence[bytes], timeout: float) -> list[Committed]:
         """Wait until every transaction is committed; raise CommitTimeout otherwise."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Committed]] = []
         for h in tx_hashes:
-            fut: asyncio.Future[Committed] = loop.create_future()
             found = self.find_committed(h)
             if found is not None:
+                fut: asyncio.Future[Committed] = loop.create_future()
                 fut.set_result(found)
+                futures.append(fut)
             else:
-                self._waiters.setdefault(h, []).append(fut)
-            futures.append(fut)
+                futures.extend(self.watch([h]))
+        return await self.wait_watched(tx_hashes, futures, timeout)
+
+    async def wait_watched(
+        self, tx_hashes: Sequence[bytes], futures: list[asyncio.Future[Committed]], timeout: float
+    ) -> list[Committed]:
+        """Wait for the futures of ``watch``; raise CommitTimeout after ``timeout`` seconds."""
         try:
             return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
         except TimeoutError:
@@ -307,9 +348,10 @@ class ChainNode:
         self, height: int, time_ms: int, txs: list[Transaction], hashes: list[bytes], proposer: bytes
     ) -> BuiltBlock:
         """Run ``txs`` on top of the stored state and assemble the header (pure given the store)."""
-        outcome = apply_transactions(
-            self.registry, self.store.get_state, self.chain_id, height, time_ms, txs, hashes
-        )
+        with self.store.state_reader() as read_state:
+            outcome = apply_transactions(
+                self.registry, read_state, self.chain_id, height, time_ms, txs, hashes
+            )
         state_root = compute_state_root(
             self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
         )
@@ -384,6 +426,7 @@ class ChainNode:
             PROPOSAL_KEY: b"",
         }
         record = BlockRecord(block, block_hash, receipts, commit)
+        self._stores_started += 1
         started = time.perf_counter()
         await asyncio.to_thread(self.store.save_block, record, hashes, built.writes, meta)
         self.metrics.store_seconds += time.perf_counter() - started
@@ -415,44 +458,48 @@ class ChainNode:
                         fut.set_result(done)
         if not self._subscribers:
             return
-        events: list[dict[str, Any]] = [
-            {
-                "type": "block",
-                "height": header.height,
-                "hash": block_hash.hex(),
-                "time": header.time,
-                "tx_count": header.tx_count,
-                "round": round_,
-            }
-        ]
-        for h, r in zip(hashes, receipts, strict=True):
-            for e in r.events:
-                events.append(
-                    {
-                        "type": "event",
-                        "height": header.height,
-                        "tx_hash": h.hex(),
-                        "contract": e.contract,
-                        "name": e.name,
-                        "data": e.data.hex(),
-                    }
-                )
-        for q in list(self._subscribers):
-            for ev in events:
+        block_event: dict[str, Any] = {
+            "type": "block",
+            "height": header.height,
+            "hash": block_hash.hex(),
+            "time": header.time,
+            "tx_count": header.tx_count,
+            "round": round_,
+        }
+        # Contract events are built only when a subscriber asked for them (the block log does not).
+        contract_events: list[dict[str, Any]] = []
+        if any(self._subscribers.values()):
+            for h, r in zip(hashes, receipts, strict=True):
+                for e in r.events:
+                    contract_events.append(
+                        {
+                            "type": "event",
+                            "height": header.height,
+                            "tx_hash": h.hex(),
+                            "contract": e.contract,
+                            "name": e.name,
+                            "data": e.data.hex(),
+                        }
+                    )
+        for q, wants_events in list(self._subscribers.items()):
+            for ev in [block_event, *contract_events] if wants_events else [block_event]:
                 if q.full():
                     # A subscriber that cannot keep up is cut off rather than buffered forever.
-                    self._subscribers.discard(q)
+                    self._subscribers.pop(q, None)
                     q.put_nowait(None) if not q.full() else None
                     break
                 q.put_nowait(ev)
 
-    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[dict[str, Any] | None]:
+    def subscribe(
+        self, maxsize: int = 10_000, *, events: bool = True
+    ) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue of ``block`` events and, with ``events``, contract events; None at the end."""
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize)
-        self._subscribers.add(q)
+        self._subscribers[q] = events
         return q
 
     def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
-        self._subscribers.discard(q)
+        self._subscribers.pop(q, None)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -532,5 +579,5 @@ class ChainNode:
             "validators": len(self.genesis.validators.validators),
             "mempool_txs": len(self.mempool),
             "mempool_bytes": self.mempool.bytes,
-            "metrics": dataclasses.asdict(self.metrics),
+            "metrics": dataclasses.asdict(self.metrics) | {"process_cpu_seconds": time.process_time()},
         }

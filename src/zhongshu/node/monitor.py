@@ -213,7 +213,7 @@ async def log_blocks(node: ChainNode) -> None:
     """Write one line per block ``node`` commits, until cancelled."""
     previous_time: int | None = node.last_time
     while True:
-        queue = node.subscribe()
+        queue = node.subscribe(events=False)
         try:
             while (event := await queue.get()) is not None:
                 if event.get("type") != "block":

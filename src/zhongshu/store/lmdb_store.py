@@ -9,9 +9,10 @@ chain (``check``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +271,14 @@ class ChainStore:
         with self.env.begin(db=self._state) as txn:
             raw = txn.get(key)
             return bytes(raw) if raw is not None else None
+
+    @contextlib.contextmanager
+    def state_reader(self) -> Iterator[Callable[[bytes], bytes | None]]:
+        """``get_state`` over one read transaction: one consistent snapshot for a whole block,
+        without opening a transaction per key."""
+        with self.env.begin(db=self._state) as txn:
+            # Without buffers=True, get returns bytes (or None for a missing key).
+            yield txn.get
 
     def get_state_at(self, key: bytes, height: int) -> bytes | None:
         """The value of ``key`` as it was after block ``height`` (point-in-time read)."""
