@@ -78,12 +78,16 @@ class Metrics(Schema):
     submit_requests: int
     verified_signatures: int
     verify_seconds: float
-    verify_cpu_seconds: float = Field(description="CPU time of the verify threads")
+    verify_cpu_seconds: float = Field(
+        description="CPU time the verify worker processes spent checking keys and signatures"
+    )
     execute_seconds: float
     store_seconds: float
     blocks: int
     committed_txs: int
-    process_cpu_seconds: float = Field(description="CPU time of the whole node process (every thread)")
+    process_cpu_seconds: float = Field(
+        description="CPU time of the node: its process (every thread) and its verify worker processes"
+    )
 
 
 class ChainStatus(Schema):

@@ -207,6 +207,8 @@ async def _serve_locked(
         asyncio.create_task(announce(), name="announce"),
         asyncio.create_task(log_blocks(node), name="block-log"),
         asyncio.create_task(watch_health(node), name="health"),
+        # The signature-check workers start beside the server, not at the first batch.
+        asyncio.create_task(node.verifier.warm(), name="verify-workers"),
     ]
     limiter = install_rate_limit(RATE_LIMITED_LOGGERS)
     quiet = _QuietCancelAtStop(stop)

@@ -14,7 +14,7 @@ from typing import Any
 
 from zhongshu.codec import decode, encode
 from zhongshu.contracts import build_registry, evidence
-from zhongshu.crypto import InvalidKey, get_suite
+from zhongshu.crypto import get_suite
 from zhongshu.execution.executor import apply_transactions
 from zhongshu.ledger.hashing import (
     compute_block_hash,
@@ -33,6 +33,7 @@ from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.mempool import Mempool, PendingTx
 from zhongshu.node.signer import Signer
 from zhongshu.node.txcheck import check_tx
+from zhongshu.node.verifier import INVALID_PUBLIC_KEY, INVALID_SIGNATURE, SenderVerifier
 from zhongshu.store import BlockRecord, ChainStore
 
 log = logging.getLogger("zhongshu.node")
@@ -68,7 +69,7 @@ class NodeMetrics:
     verify_seconds: float = 0.0
     """Wall time of signature verification batches (threads run in parallel inside)."""
     verify_cpu_seconds: float = 0.0
-    """CPU time the verify threads spent checking sender keys and signatures."""
+    """CPU time the verify worker processes spent checking sender keys and signatures."""
     execute_seconds: float = 0.0
     """Executing blocks and computing their roots."""
     store_seconds: float = 0.0
@@ -115,7 +116,7 @@ class ChainNode:
         *,
         mempool_max_txs: int = 100_000,
         mempool_max_bytes: int = 256 * 1024 * 1024,
-        verify_threads: int | None = None,
+        verify_workers: int | None = None,
         clock: Clock = wall_clock_ms,
         crash_point: str | None = None,
     ) -> None:
@@ -130,9 +131,10 @@ class ChainNode:
         self.signer = signer
         self.clock = clock
         self.mempool = Mempool(mempool_max_txs, mempool_max_bytes)
-        self._pool = ThreadPoolExecutor(
-            max_workers=verify_threads or 2, thread_name_prefix=f"verify-{self.chain_id}"
-        )
+        self.verifier = SenderVerifier(genesis.suite, verify_workers)
+        """Transactions' keys and signatures, checked in worker processes."""
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"verify-{self.chain_id}")
+        """Single signature checks (consensus votes), in threads: no round trip to a process."""
         self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
         self._subscribers: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
         """Each subscriber's queue, and whether it wants contract events besides blocks."""
@@ -183,6 +185,7 @@ class ChainNode:
         self._stopping = True
         self._wake.set()
         self._pool.shutdown(wait=True)
+        self.verifier.close()
         for q in list(self._subscribers):
             q.put_nowait(None)
         self.store.close()
@@ -260,42 +263,19 @@ class ChainNode:
     async def _verify_senders(
         self, txs: Sequence[Transaction], sign_bytes: Sequence[bytes] | None = None
     ) -> list[tuple[int, errors.Refused]]:
-        """Check each sender key and signature in threads (the C code releases the GIL).
+        """Check each sender key and signature in the worker processes (``SenderVerifier``).
 
         ``sign_bytes``, when the caller has them, are each transaction's encoded body.
         """
-        suite = self.suite
-        workers = self._pool._max_workers
-        chunk = max(1, (len(txs) + workers - 1) // workers)
-
-        def verify(start: int) -> tuple[list[tuple[int, errors.Refused]], float]:
-            cpu_started = time.thread_time()
-            bad: list[tuple[int, errors.Refused]] = []
-            for j, tx in enumerate(txs[start : start + chunk]):
-                # The sender is a valid public key of the chain's suite.
-                try:
-                    suite.check_public_key(tx.sender)
-                except InvalidKey as exc:
-                    bad.append((start + j, errors.InvalidPublicKey(str(exc))))
-                    continue
-                # The signature verifies over the sign-bytes with that key.
-                message = sign_bytes[start + j] if sign_bytes is not None else tx.sign_bytes()
-                if not suite.verify(tx.sender, message, tx.signature):
-                    bad.append(
-                        (
-                            start + j,
-                            errors.InvalidSignature("the signature does not verify for the sender's key"),
-                        )
-                    )
-            return bad, time.thread_time() - cpu_started
-
-        loop = asyncio.get_running_loop()
-        parts = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, verify, s) for s in range(0, len(txs), chunk))
-        )
-        # Summed here, in the event loop: the threads never write the metrics.
-        self.metrics.verify_cpu_seconds += sum(cpu for _, cpu in parts)
-        return [i for bad, _ in parts for i in bad]
+        messages = sign_bytes if sign_bytes is not None else [tx.sign_bytes() for tx in txs]
+        items = [(tx.sender, m, tx.signature) for tx, m in zip(txs, messages, strict=True)]
+        failures, cpu = await self.verifier.check(items)
+        self.metrics.verify_cpu_seconds += cpu
+        refusals: dict[str, type[errors.Refused]] = {
+            INVALID_PUBLIC_KEY: errors.InvalidPublicKey,
+            INVALID_SIGNATURE: errors.InvalidSignature,
+        }
+        return [(i, refusals[kind](why)) for i, kind, why in failures]
 
     def watch(self, tx_hashes: Sequence[bytes]) -> list[asyncio.Future[Committed]]:
         """Futures that resolve when each transaction commits, for transactions ``submit`` has
@@ -579,5 +559,6 @@ class ChainNode:
             "validators": len(self.genesis.validators.validators),
             "mempool_txs": len(self.mempool),
             "mempool_bytes": self.mempool.bytes,
-            "metrics": dataclasses.asdict(self.metrics) | {"process_cpu_seconds": time.process_time()},
+            "metrics": dataclasses.asdict(self.metrics)
+            | {"process_cpu_seconds": time.process_time() + self.verifier.workers_cpu_seconds()},
         }

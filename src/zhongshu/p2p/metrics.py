@@ -50,4 +50,3 @@ class PeerInfo:
     queued_bytes: int
     dropped: int
     """Messages dropped from this connection's queue on overflow."""
-
