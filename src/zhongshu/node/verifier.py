@@ -14,6 +14,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -56,10 +57,22 @@ def check_items(suite_name: str, blob: bytes) -> tuple[list[Failure], float]:
     return failures, time.process_time() - started
 
 
-def _start_worker(suite_name: str) -> None:
+PARENT_POLL_SECONDS = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its node is gone (a node killed with SIGKILL cannot shut it down)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
+
+
+def _start_worker(suite_name: str, parent: int) -> None:
     """A worker's start: Ctrl-C reaches the whole process group, and stopping is the node's
-    to do (it shuts the pool down), so the worker ignores SIGINT; then it loads the crypto."""
+    to do (it shuts the pool down), so the worker ignores SIGINT; it ends when the node process
+    does; then it loads the crypto."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
     get_suite(suite_name)
 
 
@@ -83,7 +96,7 @@ class SenderVerifier:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(self.suite_name,),
+                initargs=(self.suite_name, os.getpid()),
             )
         return self._pool
 
