@@ -208,6 +208,21 @@ def test_submit_answers_pending_hashes_or_receipts_and_duplicates_are_api_errors
     assert committed.hashes == [r.tx_hash for r in committed.receipts]
 
 
+def test_binary_submit_reads_as_the_json_route_shows_it(client: Client, module_node: NodeProcess) -> None:
+    # The SDK submits over the binary route; its receipts must equal what the JSON routes say.
+    key = new_key(client.status().suite)
+    batch = [client.sign(key, "evidence", "put", _evidence_args(os.urandom(32))) for _ in range(2)]
+    committed = client.submit(batch)
+    for receipt in committed.receipts:
+        view = client.get_tx(receipt.tx_hash)
+        assert view.receipt == receipt.receipt
+        assert (view.height, view.index, view.time) == (receipt.height, receipt.index, receipt.time)
+        # And the raw JSON of the gateway, read without the SDK's types.
+        raw = httpx.get(module_node.api(f"/txs/{receipt.tx_hash}"), timeout=30).json()
+        assert raw["receipt"]["result"] == receipt.receipt.result
+        assert raw["receipt"]["events"][0]["data"] == receipt.receipt.events[0].data
+
+
 def _evidence_args(digest: bytes) -> EvidencePut:
     return EvidencePut(digest, "tx.bin", {}, b"")
 

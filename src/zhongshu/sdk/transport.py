@@ -16,9 +16,9 @@ FAILURES = (httpx.HTTPError, httpx.InvalidURL)
 
 def request_args(call: Call[Any], timeout: float) -> dict[str, Any]:
     """The keyword arguments of ``httpx.Client.request`` for ``call``."""
-    headers = {"accept": "application/json"}
+    headers = {"accept": call.accept}
     if call.body is not None:
-        headers["content-type"] = "application/json"
+        headers["content-type"] = call.content_type
     wait = timeout if call.min_timeout is None else max(timeout, call.min_timeout)
     return {
         "method": call.method,
