@@ -63,8 +63,10 @@ class BenchResult:
     profile: list[dict[str, Any]] = field(default_factory=list)
     """With --profile: the node's event-loop functions with the most own time."""
     cpu_us_per_tx: dict[str, float] = field(default_factory=dict)
-    """CPU microseconds per committed transaction over the full load: ``node`` (node 0's process
-    less its verify threads), ``verify`` (node 0's verify threads), ``client`` (this process)."""
+    """CPU microseconds per committed transaction over the full load, of node 0: ``node`` (its
+    process and workers, less key and signature checks) = ``node_process`` (the node's own process)
+    + ``workers_admission`` (the workers' other work); ``verify`` (key and signature checks);
+    ``client`` (this process, the load generator)."""
 
 
 def free_port() -> int:
@@ -325,10 +327,14 @@ def _late_rounds(url: str, height: int) -> int:
     return late
 
 
-def _node_cpu(url: str) -> tuple[float, float]:
-    """The node's process CPU seconds and its verify threads' share, from its status."""
+def _node_cpu(url: str) -> tuple[float, float, float]:
+    """The node's CPU seconds (process and workers), its workers' and its key and signature checks'."""
     metrics = httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()["metrics"]
-    return float(metrics["process_cpu_seconds"]), float(metrics["verify_cpu_seconds"])
+    return (
+        float(metrics["process_cpu_seconds"]),
+        float(metrics["workers_cpu_seconds"]),
+        float(metrics["verify_cpu_seconds"]),
+    )
 
 
 def _latencies(records: list[tuple[float, float, int]]) -> list[float]:
@@ -412,9 +418,11 @@ def run_bench(
             profile_top = _profile_summary(profile_path) if profile else []
     latencies = _latencies(records)
     committed = sum(n for _, _, n in records)
-    node_cpu, verify_cpu = (a - b for a, b in zip(after, before, strict=True))
+    node_cpu, workers_cpu, verify_cpu = (a - b for a, b in zip(after, before, strict=True))
     cpu_us_per_tx = {
         "node": round((node_cpu - verify_cpu) / committed * 1e6, 1),
+        "node_process": round((node_cpu - workers_cpu) / committed * 1e6, 1),
+        "workers_admission": round((workers_cpu - verify_cpu) / committed * 1e6, 1),
         "verify": round(verify_cpu / committed * 1e6, 1),
         "client": round(client_cpu / committed * 1e6, 1),
     }
@@ -506,8 +514,9 @@ def render(result: BenchResult, console: Console) -> None:
     c = result.cpu_us_per_tx
     if c:
         console.print(
-            f"CPU per committed transaction: node {c['node']:.0f} µs outside verification, "
-            f"verify threads {c['verify']:.0f} µs, load client {c['client']:.0f} µs",
+            f"CPU per committed transaction: node {c['node']:.0f} µs outside verification "
+            f"(process {c['node_process']:.0f}, workers {c['workers_admission']:.0f}), "
+            f"key and signature checks {c['verify']:.0f} µs, load client {c['client']:.0f} µs",
             highlight=False,
         )
     m = result.node_metrics

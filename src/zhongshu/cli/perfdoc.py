@@ -46,8 +46,10 @@ def render_section(result: BenchResult) -> str:
         f"| load duration | {result.seconds:.1f} s |",
         *(
             [
-                f"| CPU per tx: node, outside verification | {c['node']:.0f} µs |",
-                f"| CPU per tx: node's verify threads | {c['verify']:.0f} µs |",
+                f"| CPU per tx: node outside verification | {c['node']:.0f} µs |",
+                f"| … of which the node's process | {c['node_process']:.0f} µs |",
+                f"| … of which the workers' admission checks | {c['workers_admission']:.0f} µs |",
+                f"| CPU per tx: key and signature checks | {c['verify']:.0f} µs |",
                 f"| CPU per tx: load client | {c['client']:.0f} µs |",
             ]
             if (c := result.cpu_us_per_tx)

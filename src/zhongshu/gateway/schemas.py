@@ -79,7 +79,7 @@ class Metrics(Schema):
     verified_signatures: int
     verify_seconds: float
     verify_cpu_seconds: float = Field(
-        description="CPU time the verify worker processes spent checking keys and signatures"
+        description="CPU time the worker processes spent checking keys and signatures"
     )
     execute_seconds: float
     store_seconds: float
@@ -87,6 +87,9 @@ class Metrics(Schema):
     committed_txs: int
     process_cpu_seconds: float = Field(
         description="CPU time of the node: its process (every thread) and its verify worker processes"
+    )
+    workers_cpu_seconds: float = Field(
+        description="CPU time of the worker processes alone (admission and signature checks)"
     )
 
 

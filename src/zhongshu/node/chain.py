@@ -30,10 +30,10 @@ from zhongshu.ledger.proof import build_bundle
 from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Receipt, Transaction
 from zhongshu.node import errors
 from zhongshu.node.consensus_signer import ConsensusSigner
+from zhongshu.node.errors import refusal
 from zhongshu.node.mempool import Mempool, PendingTx
 from zhongshu.node.signer import Signer
-from zhongshu.node.txcheck import check_tx
-from zhongshu.node.verifier import INVALID_PUBLIC_KEY, INVALID_SIGNATURE, SenderVerifier
+from zhongshu.node.verifier import INVALID_PUBLIC_KEY, INVALID_SIGNATURE, AdmissionRules, SenderVerifier
 from zhongshu.store import BlockRecord, ChainStore
 
 log = logging.getLogger("zhongshu.node")
@@ -66,8 +66,9 @@ class NodeMetrics:
 
     submit_requests: int = 0
     verified_signatures: int = 0
+    """Submitted transactions checked (those refused before their signature included)."""
     verify_seconds: float = 0.0
-    """Wall time of signature verification batches (threads run in parallel inside)."""
+    """Wall time of admission batches in the worker processes (they run in parallel inside)."""
     verify_cpu_seconds: float = 0.0
     """CPU time the verify worker processes spent checking sender keys and signatures."""
     execute_seconds: float = 0.0
@@ -140,8 +141,6 @@ class ChainNode:
         """Each subscriber's queue, and whether it wants contract events besides blocks."""
         self._wake = asyncio.Event()
         self._stopping = False
-        self._stores_started = 0
-        """Blocks whose storing has begun: submit reads the tx index again only if this moved."""
         self.metrics = NodeMetrics()
         self.crash_point = crash_point
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
@@ -195,70 +194,48 @@ class ChainNode:
     async def submit(self, txs: Sequence[Transaction]) -> list[bytes]:
         """Check, verify and pool a batch, all or nothing; return the tx hashes.
 
-        Raises the typed Refused for a single transaction, BatchRefused for a batch.
+        Raises the typed Refused for a single transaction, BatchRefused for a batch. The checks
+        that need no state (``check_tx``, key, signature) run in the worker processes; the node
+        then refuses duplicates (in the batch, pending or committed) and checks mempool room.
         """
-        next_height = self.height + 1
         params = self.genesis.params
         self.metrics.submit_requests += 1
+        # A full mempool refuses at once, before any work.
+        self.mempool.check_room(len(txs), 0)
+        rules = AdmissionRules(
+            self.genesis.suite, self.chain_id, self.genesis_hash, self.height + 1, params.max_tx_bytes
+        )
+        started = time.perf_counter()
+        results, cpu = await self.verifier.admit(rules, txs)
+        self.metrics.verify_seconds += time.perf_counter() - started
+        self.metrics.verify_cpu_seconds += cpu
+        self.metrics.verified_signatures += len(txs)
         failures: list[tuple[int, errors.Refused]] = []
-        hashes: list[bytes] = []
-        sizes: list[int] = []
-        sign_bytes: list[bytes] = []
+        admitted: list[tuple[int, bytes, int]] = []
+        for i, result in enumerate(results):
+            if isinstance(result[0], bytes):
+                admitted.append((i, result[0], int(result[1])))
+            else:
+                failures.append((i, refusal(str(result[0]), str(result[1]))))
+        # The same transaction is not already pending, committed or earlier in the batch (read
+        # after the workers answered, so nothing stored or pooled meanwhile is missed).
         seen: set[bytes] = set()
-        for i, tx in enumerate(txs):
-            try:
-                size = check_tx(
-                    tx,
-                    chain_id=self.chain_id,
-                    genesis_hash=self.genesis_hash,
-                    registry=self.registry,
-                    next_height=next_height,
-                    max_tx_bytes=params.max_tx_bytes,
-                )
-                # The tx hash is the hash of the sign-bytes: encoded once, for both.
-                body = tx.sign_bytes()
-                tx_hash = self.hash(body)
-                # The same transaction is not already pending, committed or earlier in the batch.
-                if tx_hash in seen or tx_hash in self.mempool:
-                    raise errors.Duplicate(f"transaction {tx_hash.hex()} is already pending")
-                seen.add(tx_hash)
-            except errors.Refused as exc:
-                failures.append((i, exc))
-                hashes.append(b"")
-                sizes.append(0)
-                sign_bytes.append(b"")
-                continue
-            hashes.append(tx_hash)
-            sizes.append(size)
-            sign_bytes.append(body)
-        # Refused entries have no hash (b""); LMDB refuses an empty key, so they are not looked up.
-        hashed = [i for i, h in enumerate(hashes) if h]
-        committed = self.store.has_txs([hashes[i] for i in hashed])
-        for i, is_committed in zip(hashed, committed, strict=True):
+        committed = self.store.has_txs([h for _, h, _ in admitted])
+        for (i, h, _), is_committed in zip(admitted, committed, strict=True):
             if is_committed:
-                failures.append((i, errors.Duplicate(f"transaction {hashes[i].hex()} is already committed")))
-        stores_before = self._stores_started
-        if not failures:
-            self.mempool.check_room(len(txs), sum(sizes))
-            started = time.perf_counter()
-            failures.extend(await self._verify_senders(txs, sign_bytes))
-            self.metrics.verify_seconds += time.perf_counter() - started
-            self.metrics.verified_signatures += len(txs)
+                failures.append((i, errors.Duplicate(f"transaction {h.hex()} is already committed")))
+            elif h in seen or h in self.mempool:
+                failures.append((i, errors.Duplicate(f"transaction {h.hex()} is already pending")))
+            seen.add(h)
         if failures:
             failures.sort(key=lambda f: f[0])
             if len(txs) == 1:
                 raise failures[0][1]
             raise errors.BatchRefused(failures)
-        # Re-check after the await: another request may have pooled the same transactions, and a
-        # block stored meanwhile may hold them (the index is read again only if one was stored).
-        recheck = self._stores_started != stores_before
-        committed_now = self.store.has_txs(hashes) if recheck else [False] * len(hashes)
-        for h, is_committed in zip(hashes, committed_now, strict=True):
-            if is_committed or h in self.mempool:
-                raise errors.Duplicate(f"transaction {h.hex()} is already pending or committed")
-        self.mempool.add([PendingTx(tx, h, s) for tx, h, s in zip(txs, hashes, sizes, strict=True)])
+        pending = [PendingTx(txs[i], h, size) for i, h, size in admitted]
+        self.mempool.add(pending)
         self._wake.set()
-        return hashes
+        return [p.tx_hash for p in pending]
 
     async def _verify_senders(
         self, txs: Sequence[Transaction], sign_bytes: Sequence[bytes] | None = None
@@ -406,7 +383,6 @@ class ChainNode:
             PROPOSAL_KEY: b"",
         }
         record = BlockRecord(block, block_hash, receipts, commit)
-        self._stores_started += 1
         started = time.perf_counter()
         await asyncio.to_thread(self.store.save_block, record, hashes, built.writes, meta)
         self.metrics.store_seconds += time.perf_counter() - started
@@ -547,6 +523,10 @@ class ChainNode:
             out.append(self.get_evidence(digest))
         return out
 
+    def _cpu(self) -> dict[str, float]:
+        workers = self.verifier.workers_cpu_seconds()
+        return {"process_cpu_seconds": time.process_time() + workers, "workers_cpu_seconds": workers}
+
     def status(self) -> dict[str, Any]:
         header = self.store.load_header(self.height) if self.height else None
         return {
@@ -559,6 +539,5 @@ class ChainNode:
             "validators": len(self.genesis.validators.validators),
             "mempool_txs": len(self.mempool),
             "mempool_bytes": self.mempool.bytes,
-            "metrics": dataclasses.asdict(self.metrics)
-            | {"process_cpu_seconds": time.process_time() + self.verifier.workers_cpu_seconds()},
+            "metrics": dataclasses.asdict(self.metrics) | self._cpu(),
         }

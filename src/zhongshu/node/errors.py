@@ -117,3 +117,21 @@ class BatchRefused(Refused):
             errors=[{"index": i, "type": e.code, "detail": e.detail} for i, e in errors],
         )
         self.errors = errors
+
+
+def _refusal_kinds() -> dict[str, type[Refused]]:
+    kinds: dict[str, type[Refused]] = {}
+    pending = [Refused]
+    while pending:
+        kind = pending.pop()
+        kinds[kind.code] = kind
+        pending.extend(kind.__subclasses__())
+    return kinds
+
+
+_KINDS = _refusal_kinds()
+
+
+def refusal(code: str, detail: str) -> Refused:
+    """The Refused of ``code`` (as a worker process reports it) with ``detail``."""
+    return _KINDS.get(code, Refused)(detail)

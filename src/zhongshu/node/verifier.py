@@ -1,11 +1,14 @@
-"""Sender checks (public key and signature) in worker processes, outside the node's GIL.
+"""Admission checks and sender checks (public key, signature) in worker processes, outside
+the node's GIL.
 
 The C code of a signature check releases the GIL, but every check also runs some Python, and
 a thread that wants the GIL back waits up to the interpreter's switch interval (5 ms) while the
 event loop runs Python. Measured on a 2-core machine: two verify threads beside one busy Python
 thread checked 525 Ed25519 signatures a second, two worker processes 6,950 (docs/performance.md).
-So the node sends each batch, as one MessagePack blob of (sender, sign-bytes, signature)
-triples, to a pool of processes, one per core.
+So the node sends each batch to a pool of processes, one per core: a submitted batch as its
+transactions' canonical encoding, for every stateless check (``check_tx``), the tx hash and the
+signature (``admit_txs``); a block's transactions from a peer as (sender, sign-bytes, signature)
+triples (``check_items``). The node keeps the checks that need its state: duplicates, mempool room.
 """
 
 from __future__ import annotations
@@ -16,13 +19,21 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 import msgspec
 
-from zhongshu.crypto import InvalidKey, get_suite
+from zhongshu.contracts import build_registry
+from zhongshu.crypto import InvalidKey, Suite, get_suite
+from zhongshu.execution.registry import Registry
+from zhongshu.ledger.types import Transaction
+from zhongshu.node import errors
+from zhongshu.node.txcheck import check_tx
+
+T = TypeVar("T")
 
 INVALID_PUBLIC_KEY = "invalid-public-key"
 INVALID_SIGNATURE = "invalid-signature"
@@ -34,6 +45,72 @@ Failure = tuple[int, str, str]
 """(index in the batch, INVALID_PUBLIC_KEY or INVALID_SIGNATURE, why)."""
 
 _items_decoder = msgspec.msgpack.Decoder(list[Item])
+_txs_decoder = msgspec.msgpack.Decoder(list[Transaction])
+
+
+class AdmissionRules(msgspec.Struct, frozen=True):
+    """What a worker needs to check a submitted transaction without the node's state."""
+
+    suite: str
+    chain_id: str
+    genesis_hash: bytes
+    next_height: int
+    max_tx_bytes: int
+
+
+Admitted = tuple[bytes, int]
+"""(tx hash, encoded size) of a transaction that passed every check."""
+
+Refusal = tuple[str, str]
+"""(problem code, detail) of one that did not."""
+
+_registry: Registry | None = None
+
+
+def admit_txs(rules: AdmissionRules, blob: bytes) -> tuple[list[Admitted | Refusal], float]:
+    """Check each transaction of ``blob`` (canonical MessagePack of a list of transactions):
+    ``check_tx``, then the sender key and signature. Return one result per transaction, in order,
+    and the CPU seconds spent in key and signature checks alone."""
+    global _registry
+    if _registry is None:
+        _registry = build_registry()
+    suite = get_suite(rules.suite)
+    hasher = suite.hasher()
+    results: list[Admitted | Refusal] = []
+    verify_cpu = 0.0
+    for tx in _txs_decoder.decode(blob):
+        try:
+            size = check_tx(
+                tx,
+                chain_id=rules.chain_id,
+                genesis_hash=rules.genesis_hash,
+                registry=_registry,
+                next_height=rules.next_height,
+                max_tx_bytes=rules.max_tx_bytes,
+            )
+        except errors.Refused as exc:
+            results.append((exc.code, exc.detail))
+            continue
+        # The tx hash is the hash of the sign-bytes: encoded once, for both.
+        message = tx.sign_bytes()
+        started = time.process_time()
+        failure = _check_sender(suite, tx.sender, message, tx.signature)
+        verify_cpu += time.process_time() - started
+        results.append(failure[1:] if failure else (hasher(message), size))
+    return results, verify_cpu
+
+
+def _check_sender(suite: Suite, sender: bytes, message: bytes, signature: bytes) -> Failure | None:
+    """Index 0 and the failure, or None when the key is valid and the signature verifies."""
+    # The sender is a valid public key of the chain's suite.
+    try:
+        suite.check_public_key(sender)
+    except InvalidKey as exc:
+        return (0, INVALID_PUBLIC_KEY, str(exc))
+    # The signature verifies over the sign-bytes with that key.
+    if not suite.verify(sender, message, signature):
+        return (0, INVALID_SIGNATURE, "the signature does not verify for the sender's key")
+    return None
 
 
 def check_items(suite_name: str, blob: bytes) -> tuple[list[Failure], float]:
@@ -45,15 +122,9 @@ def check_items(suite_name: str, blob: bytes) -> tuple[list[Failure], float]:
     suite = get_suite(suite_name)
     failures: list[Failure] = []
     for i, (sender, message, signature) in enumerate(_items_decoder.decode(blob)):
-        # The sender is a valid public key of the chain's suite.
-        try:
-            suite.check_public_key(sender)
-        except InvalidKey as exc:
-            failures.append((i, INVALID_PUBLIC_KEY, str(exc)))
-            continue
-        # The signature verifies over the sign-bytes with that key.
-        if not suite.verify(sender, message, signature):
-            failures.append((i, INVALID_SIGNATURE, "the signature does not verify for the sender's key"))
+        failure = _check_sender(suite, sender, message, signature)
+        if failure:
+            failures.append((i, *failure[1:]))
     return failures, time.process_time() - started
 
 
@@ -112,6 +183,26 @@ class SenderVerifier:
         """The failures among ``items`` (indices into it, in order) and the workers' CPU seconds."""
         if not items:
             return [], 0.0
+        starts, parts = await self._run(check_items, self.suite_name, items)
+        failures = [
+            (s + i, kind, why) for s, (bad, _) in zip(starts, parts, strict=True) for i, kind, why in bad
+        ]
+        return failures, sum(cpu for _, cpu in parts)
+
+    async def admit(
+        self, rules: AdmissionRules, txs: Sequence[Transaction]
+    ) -> tuple[list[Admitted | Refusal], float]:
+        """``admit_txs`` over ``txs`` in the workers: one result per transaction, in order, and
+        the CPU seconds of key and signature checks."""
+        if not txs:
+            return [], 0.0
+        _, parts = await self._run(admit_txs, rules, txs)
+        return [r for results, _ in parts for r in results], sum(cpu for _, cpu in parts)
+
+    async def _run(
+        self, work: Callable[[Any, bytes], T], first: Any, items: Sequence[Any]
+    ) -> tuple[range, list[T]]:
+        """``work(first, blob)`` for each worker's share of ``items``, encoded as one blob."""
         chunk = -(-len(items) // self.workers)
         starts = range(0, len(items), chunk)
         blobs = [msgspec.msgpack.encode(items[s : s + chunk]) for s in starts]
@@ -120,19 +211,16 @@ class SenderVerifier:
             pool = self._get_pool()
             try:
                 parts = await asyncio.gather(
-                    *(loop.run_in_executor(pool, check_items, self.suite_name, blob) for blob in blobs)
+                    *(loop.run_in_executor(pool, work, first, blob) for blob in blobs)
                 )
-                break
+                return starts, list(parts)
             except BrokenProcessPool:
                 # A worker died (killed from outside, out of memory): start a new pool and retry once.
                 self._pool = None
                 pool.shutdown(wait=False, cancel_futures=True)
                 if attempt == 2:
                     raise
-        failures = [
-            (s + i, kind, why) for s, (bad, _) in zip(starts, parts, strict=True) for i, kind, why in bad
-        ]
-        return failures, sum(cpu for _, cpu in parts)
+        raise AssertionError("unreachable")
 
     def workers_cpu_seconds(self) -> float:
         """CPU seconds the live workers have used in all (from /proc; 0 where there is none)."""
