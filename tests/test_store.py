@@ -87,8 +87,30 @@ class CrashingTxn:
         self._write()
         return self._txn.delete(*args, **kwargs)
 
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        return _CrashingCursor(self._txn.cursor(*args, **kwargs), self)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._txn, name)
+
+
+class _CrashingCursor:
+    """A cursor of a crashing transaction: each putmulti (one C call) or put is one write."""
+
+    def __init__(self, cursor: Any, txn: CrashingTxn) -> None:
+        self._cursor = cursor
+        self._txn = txn
+
+    def put(self, *args: Any, **kwargs: Any) -> Any:
+        self._txn._write()
+        return self._cursor.put(*args, **kwargs)
+
+    def putmulti(self, *args: Any, **kwargs: Any) -> Any:
+        self._txn._write()
+        return self._cursor.putmulti(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 class CrashingEnv:

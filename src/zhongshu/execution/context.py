@@ -37,7 +37,7 @@ class TxState:
         self.writes[key] = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CallContext:
     """The inputs of one contract call; time and height come from the block, never a clock."""
 
