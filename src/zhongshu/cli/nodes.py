@@ -242,7 +242,7 @@ def bench(
     suite: str = typer.Option("sm", help="sm or intl."),
     txs: int = typer.Option(20_000, help="Pre-signed evidence transactions to commit."),
     batch: int = typer.Option(500, help="Transactions per HTTP request."),
-    concurrency: int = typer.Option(4, help="Requests in flight."),
+    concurrency: int = typer.Option(8, help="Requests in flight (each waits for its commit)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line (to stdout) at the end."),
     write_docs: bool | None = typer.Option(
         None,

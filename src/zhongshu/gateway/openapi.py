@@ -60,7 +60,16 @@ def tx_body_schema() -> dict[str, Any]:
                     "schema": {
                         "oneOf": [ref, {"type": "array", "items": ref, "minItems": 1, "maxItems": 10_000}],
                     }
-                }
+                },
+                "application/msgpack": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the canonical MessagePack of an array of 1 to 10,000 transactions, "
+                        "each as a block holds it (docs/access-spec.md, Binary submission); answered in "
+                        "MessagePack when Accept names application/msgpack",
+                    }
+                },
             },
         }
     }

@@ -160,10 +160,15 @@ async def _serve_locked(
             load_transport_config(home),
             heartbeat_ms=config.heartbeat_ms,
             crash_point=crash_point,
+            verify_workers=config.verify_workers or None,
         )
     else:
         node = SoloNode(
-            genesis, config.data_dir, Signer(key, home / "signer_state.json"), crash_point=crash_point
+            genesis,
+            config.data_dir,
+            Signer(key, home / "signer_state.json"),
+            crash_point=crash_point,
+            verify_workers=config.verify_workers or None,
         )
     app = create_app({genesis.chain_id: node})
     limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))

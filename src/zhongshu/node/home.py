@@ -43,6 +43,8 @@ class NodeConfig:
     peers: tuple[PeerConfig, ...] = ()
     heartbeat_ms: int = 60_000
     """An idle BFT chain makes an empty block this long after its last block (``heartbeat_ms``)."""
+    verify_workers: int = 0
+    """Worker processes for admission and signature checks (``verify_workers``); 0: one per core."""
 
     @property
     def networked(self) -> bool:
@@ -110,10 +112,13 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
             int(doc.get("p2p_port", 0)),
             peers,
             int(doc.get("heartbeat_ms", 60_000)),
+            int(doc.get("verify_workers", 0)),
         )
         # The heartbeat must leave room for a round: at least one second.
         if config.heartbeat_ms < 1000:
             raise ValueError(f"heartbeat_ms must be at least 1000, not {config.heartbeat_ms}")
+        if not 0 <= config.verify_workers <= 256:
+            raise ValueError(f"verify_workers must be 0 (one per core) to 256, not {config.verify_workers}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HomeError(f"cannot read node files in {home}: {exc}") from None
     if key.suite.name != genesis.suite:

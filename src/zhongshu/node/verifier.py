@@ -130,6 +130,10 @@ def check_items(suite_name: str, blob: bytes) -> tuple[list[Failure], float]:
 
 PARENT_POLL_SECONDS = 0.5
 
+WORKER_NICE = 5
+"""Workers run below the node's priority: the node's own process (consensus messages, the
+gateway, block commits) gets a core first, batch checks take what is left."""
+
 
 def _exit_with_parent(parent: int) -> None:
     """End this worker once its node is gone (a node killed with SIGKILL cannot shut it down)."""
@@ -143,6 +147,7 @@ def _start_worker(suite_name: str, parent: int) -> None:
     to do (it shuts the pool down), so the worker ignores SIGINT; it ends when the node process
     does; then it loads the crypto."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(WORKER_NICE)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
     get_suite(suite_name)
 
