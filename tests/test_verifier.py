@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from zhongshu.crypto import get_suite
+from zhongshu.node.home import HomeError, init_single_home, load_home
 from zhongshu.node.verifier import INVALID_PUBLIC_KEY, INVALID_SIGNATURE, SenderVerifier, check_items
 
 
@@ -112,3 +116,24 @@ def test_workers_end_when_the_node_is_killed() -> None:
     while any(alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in workers), f"workers {workers} outlived their node"
+
+
+@pytest.mark.parametrize("value", [-1, 257, "two"])
+def test_verify_workers_out_of_range_is_refused(tmp_path: Path, value: object) -> None:
+    home = tmp_path / "home"
+    init_single_home(home, suite="intl", port=free_port(), now_ms=1_700_000_000_000)
+    config = json.loads((home / "config.json").read_text())
+    config["verify_workers"] = value
+    (home / "config.json").write_text(json.dumps(config))
+    with pytest.raises(HomeError, match="verify_workers"):
+        load_home(home)
+
+
+def test_verify_workers_reaches_the_node(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_single_home(home, suite="intl", port=free_port(), now_ms=1_700_000_000_000)
+    assert load_home(home)[0].verify_workers == 0
+    config = json.loads((home / "config.json").read_text())
+    config["verify_workers"] = 3
+    (home / "config.json").write_text(json.dumps(config))
+    assert load_home(home)[0].verify_workers == 3

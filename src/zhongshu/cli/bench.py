@@ -62,6 +62,8 @@ class BenchResult:
     """Open-loop run at half the full-load TPS: offered_tps, tps, p50_ms, p99_ms."""
     profile: list[dict[str, Any]] = field(default_factory=list)
     """With --profile: the node's event-loop functions with the most own time."""
+    verify_bound_samples: list[float] = field(default_factory=list)
+    """The all-core verify rate measured before and after the load; the bound is the higher."""
     cpu_us_per_tx: dict[str, float] = field(default_factory=dict)
     """CPU microseconds per committed transaction over the full load, of node 0: ``node`` (its
     process and workers, less key and signature checks) = ``node_process`` (the node's own process)
@@ -421,6 +423,11 @@ def run_bench(
                     status.setdefault("metrics", {})["late_rounds"] = _late_rounds(urls[0], status["height"])
             finally:
                 _stop_nodes(procs)
+            # Measured again once the nodes are gone: the ratio uses the higher of the two, so a
+            # moment of noise during one measurement cannot flatter it.
+            vtask = progress.add_task("verify", total=None)
+            bound_after = measure_verify_bound(suite, cores)
+            progress.update(vtask, total=1, completed=1, description="verify")
             profile_top = _profile_summary(profile_path) if profile else []
     latencies = _latencies(records)
     committed = sum(n for _, _, n in records)
@@ -437,7 +444,8 @@ def run_bench(
     for _, done, n in records:
         per_second[min(len(per_second) - 1, int(done - start))] += n
     tps = committed / seconds if seconds > 0 else 0.0
-    bound_per_node = bound / nodes
+    bound_samples = [round(bound, 1), round(bound_after, 1)]
+    bound_per_node = max(bound_samples) / nodes
     return BenchResult(
         nodes=nodes,
         suite=suite,
@@ -463,6 +471,7 @@ def run_bench(
         profile=profile_top,
         half_load=half,
         cpu_us_per_tx=cpu_us_per_tx,
+        verify_bound_samples=bound_samples,
     )
 
 

@@ -92,6 +92,14 @@ def save_config(config: NodeConfig) -> None:
     (config.home / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def _int_field(doc: dict[str, object], name: str, default: int) -> int:
+    value = doc.get(name, default)
+    # A whole number (JSON true/false are not numbers here).
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    return value
+
+
 def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
     """Read config, genesis and key; raise HomeError with what is missing or wrong."""
     if not (home / GENESIS_FILE).exists():
@@ -111,8 +119,8 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
             str(doc.get("p2p_host", "127.0.0.1")),
             int(doc.get("p2p_port", 0)),
             peers,
-            int(doc.get("heartbeat_ms", 60_000)),
-            int(doc.get("verify_workers", 0)),
+            _int_field(doc, "heartbeat_ms", 60_000),
+            _int_field(doc, "verify_workers", 0),
         )
         # The heartbeat must leave room for a round: at least one second.
         if config.heartbeat_ms < 1000:
