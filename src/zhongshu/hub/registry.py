@@ -201,13 +201,16 @@ def _make_init(genesis: Genesis | None) -> Handler:
             raise NotAllowed(f"hub.init runs only at height 1, not {ctx.height}")
         if get_operator(ctx.state.get) is not None:
             raise Conflict("the hub is already initialised")
-        try:
-            get_suite(genesis.suite).check_public_key(args.operator)
-            for node in args.nodes:
-                get_suite("sm").check_public_key(node.sm_key)
-                get_suite("intl").check_public_key(node.intl_key)
-        except InvalidKey as exc:
-            raise InvalidArguments(f"hub.init: {exc}") from None
+        # The operator's key is one of the hub's suite; each node's keys are valid for theirs.
+        checks = [(genesis.suite, args.operator, "operator key")]
+        for node in args.nodes:
+            checks += [("sm", node.sm_key, f"node {node.name} SM2 key")]
+            checks += [("intl", node.intl_key, f"node {node.name} Ed25519 key")]
+        for suite, key, what in checks:
+            try:
+                get_suite(suite).check_public_key(key)
+            except InvalidKey as exc:
+                raise InvalidArguments(f"hub.init: {what}: {exc}") from None
         # Every validator of the hub chain is one of the registered nodes.
         node_keys = {n.key_for(genesis.suite) for n in args.nodes}
         for v in genesis.validators.validators:
