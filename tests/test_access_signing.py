@@ -673,6 +673,9 @@ def test_signed_answers_verify_and_changes_are_refused(suite: str) -> None:
         with pytest.raises(BadResponseSignature) as info:
             verify_response(*case)
         assert info.value.code == "bad-response-signature"
+    # The right signature under another node's name is refused for the name alone.
+    with pytest.raises(BadResponseSignature, match="not the trusted"):
+        verify_response(public, 202, NONCE, body, {**headers, access.NODE_HEADER: other.public_hex()})
 
 
 def test_an_answer_without_a_request_nonce_signs_an_empty_line() -> None:
