@@ -2,10 +2,11 @@
 
 from zhongshu.contracts import evidence
 from zhongshu.execution.registry import Registry
+from zhongshu.ledger.types import Genesis
 
 
-def build_registry() -> Registry:
-    """The registry of every built-in contract a chain runs."""
+def build_registry(genesis: Genesis | None = None) -> Registry:
+    """The registry of every built-in contract a business chain runs (they need no genesis)."""
     registry = Registry()
     registry.register(evidence.CONTRACT)
     return registry

@@ -17,6 +17,7 @@ import uvicorn
 from zhongshu.gateway.app import create_app
 from zhongshu.gateway.connections import ConnectionLimits, connection_cap, guarded_protocol
 from zhongshu.gateway.ratelog import install_rate_limit, remove_rate_limit
+from zhongshu.hub.factory import registry_for
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import load_home
 from zhongshu.node.lock import acquire_home_lock
@@ -161,6 +162,7 @@ async def _serve_locked(
             heartbeat_ms=config.heartbeat_ms,
             crash_point=crash_point,
             verify_workers=config.verify_workers or None,
+            registry=registry_for(genesis.chain_id),
         )
     else:
         node = SoloNode(
@@ -169,6 +171,7 @@ async def _serve_locked(
             Signer(key, home / "signer_state.json"),
             crash_point=crash_point,
             verify_workers=config.verify_workers or None,
+            registry=registry_for(genesis.chain_id),
         )
     app = create_app({genesis.chain_id: node})
     limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))

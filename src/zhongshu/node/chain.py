@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zhongshu.codec import decode, encode
-from zhongshu.contracts import build_registry, evidence
+from zhongshu.contracts import evidence
 from zhongshu.crypto import get_suite
 from zhongshu.execution.executor import apply_transactions
 from zhongshu.ledger.hashing import (
@@ -33,7 +33,14 @@ from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.errors import refusal
 from zhongshu.node.mempool import Mempool, PendingTx
 from zhongshu.node.signer import Signer
-from zhongshu.node.verifier import INVALID_PUBLIC_KEY, INVALID_SIGNATURE, AdmissionRules, SenderVerifier
+from zhongshu.node.verifier import (
+    DEFAULT_REGISTRY,
+    INVALID_PUBLIC_KEY,
+    INVALID_SIGNATURE,
+    AdmissionRules,
+    SenderVerifier,
+    registry_factory,
+)
 from zhongshu.store import BlockRecord, ChainStore
 
 log = logging.getLogger("zhongshu.node")
@@ -120,6 +127,7 @@ class ChainNode:
         verify_workers: int | None = None,
         clock: Clock = wall_clock_ms,
         crash_point: str | None = None,
+        registry: str = DEFAULT_REGISTRY,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -127,7 +135,9 @@ class ChainNode:
         self.hash = self.suite.hasher()
         self.genesis_hash = compute_genesis_hash(self.hash, genesis)
         self.validator_set_hash = compute_validator_set_hash(self.hash, genesis.validators)
-        self.registry = build_registry()
+        self.registry_spec = registry
+        """The chain's contracts (``module:function``); every validator of a chain runs the same."""
+        self.registry = registry_factory(registry)(genesis)
         self.store = ChainStore(data_dir)
         self.signer = signer
         self.clock = clock
@@ -203,7 +213,12 @@ class ChainNode:
         # A full mempool refuses at once, before any work.
         self.mempool.check_room(len(txs), 0)
         rules = AdmissionRules(
-            self.genesis.suite, self.chain_id, self.genesis_hash, self.height + 1, params.max_tx_bytes
+            self.registry_spec,
+            self.genesis.suite,
+            self.chain_id,
+            self.genesis_hash,
+            self.height + 1,
+            params.max_tx_bytes,
         )
         started = time.perf_counter()
         results, cpu = await self.verifier.admit(rules, txs)

@@ -14,6 +14,7 @@ triples (``check_items``). The node keeps the checks that need its state: duplic
 from __future__ import annotations
 
 import asyncio
+import importlib
 import multiprocessing
 import os
 import signal
@@ -26,10 +27,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from zhongshu.contracts import build_registry
 from zhongshu.crypto import InvalidKey, Suite, get_suite
 from zhongshu.execution.registry import Registry
-from zhongshu.ledger.types import Transaction
+from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.node import errors
 from zhongshu.node.txcheck import check_tx
 
@@ -51,6 +51,8 @@ _txs_decoder = msgspec.msgpack.Decoder(list[Transaction])
 class AdmissionRules(msgspec.Struct, frozen=True):
     """What a worker needs to check a submitted transaction without the node's state."""
 
+    registry: str
+    """The chain's contracts, as ``module:function`` returning its Registry (``registry_factory``)."""
     suite: str
     chain_id: str
     genesis_hash: bytes
@@ -64,16 +66,36 @@ Admitted = tuple[bytes, int]
 Refusal = tuple[str, str]
 """(problem code, detail) of one that did not."""
 
-_registry: Registry | None = None
+_registries: dict[str, Registry] = {}
+
+DEFAULT_REGISTRY = "zhongshu.contracts:build_registry"
+"""The contracts of a business chain."""
+
+
+RegistryFactory = Callable[[Genesis | None], Registry]
+"""Builds a chain's contracts; given the chain's genesis when it executes blocks (a contract
+may need it), None when it only admits transactions (decoding and limits need no genesis)."""
+
+
+def registry_factory(spec: str) -> RegistryFactory:
+    """The function a ``module:function`` spec names (its module imported on first use)."""
+    module_name, _, function = spec.partition(":")
+    factory: RegistryFactory = getattr(importlib.import_module(module_name), function)
+    return factory
+
+
+def _registry(spec: str) -> Registry:
+    registry = _registries.get(spec)
+    if registry is None:
+        registry = _registries[spec] = registry_factory(spec)(None)
+    return registry
 
 
 def admit_txs(rules: AdmissionRules, blob: bytes) -> tuple[list[Admitted | Refusal], float]:
     """Check each transaction of ``blob`` (canonical MessagePack of a list of transactions):
     ``check_tx``, then the sender key and signature. Return one result per transaction, in order,
     and the CPU seconds spent in key and signature checks alone."""
-    global _registry
-    if _registry is None:
-        _registry = build_registry()
+    registry = _registry(rules.registry)
     suite = get_suite(rules.suite)
     hasher = suite.hasher()
     results: list[Admitted | Refusal] = []
@@ -84,7 +106,7 @@ def admit_txs(rules: AdmissionRules, blob: bytes) -> tuple[list[Admitted | Refus
                 tx,
                 chain_id=rules.chain_id,
                 genesis_hash=rules.genesis_hash,
-                registry=_registry,
+                registry=registry,
                 next_height=rules.next_height,
                 max_tx_bytes=rules.max_tx_bytes,
             )
