@@ -262,12 +262,7 @@ def _init_homes(tmp: Path, nodes: int, suite: str) -> tuple[list[Path], list[str
         base = free_port_range(nodes)
         homes = init_network(tmp / "net", nodes, suite, base, now_ms)
         urls = [f"http://127.0.0.1:{base + i}" for i in range(nodes)]
-        # The nodes share this machine's cores: each gets its share of verify workers.
-        workers = max(1, (os.cpu_count() or 1) // nodes)
-        for home in homes:
-            config = json.loads((home / "config.json").read_text())
-            config["verify_workers"] = workers
-            (home / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        # init_network gives each node its share of this machine's cores (verify_workers).
     return homes, urls
 
 

@@ -285,6 +285,10 @@ def init_network(
                 if j != i
             ],
         }
+        if hosts is None:
+            # Every node runs on this machine: each gets its share of the cores for its
+            # admission workers (docs/operations.md, Worker processes).
+            config["verify_workers"] = max(1, (os.cpu_count() or 1) // nodes)
         _write_new(home / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return homes
 
