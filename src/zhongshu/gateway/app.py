@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 
 from zhongshu import __version__
 from zhongshu.codec import encode_json
-from zhongshu.crypto import InvalidKey
+from zhongshu.crypto import InvalidKey, PrivateKey
 from zhongshu.gateway import binary as binary_route
 from zhongshu.gateway import schemas
 from zhongshu.gateway.docs import docs_router
@@ -33,6 +33,7 @@ from zhongshu.gateway.limits import BodySizeLimit
 from zhongshu.gateway.openapi import answers, event_stream, openapi_document, success, tx_body_schema
 from zhongshu.gateway.paging import DEFAULT_LIMIT, MAX_LIMIT, Entry, check_limit, render_page
 from zhongshu.gateway.problems import PROBLEM_TYPES, problem_response, refused_response
+from zhongshu.gateway.signed_answers import SignedAnswers
 from zhongshu.gateway.views import (
     commit_view,
     committed_view,
@@ -151,8 +152,11 @@ def _check_commit_wait(timeout: float) -> float:
     return timeout
 
 
-def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The gateway over the chains this node serves."""
+def create_app(
+    chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_BYTES, node_key: PrivateKey | None = None
+) -> FastAPI:
+    """The gateway over the chains this node serves; with ``node_key``, every answer is signed
+    with it (``SignedAnswers``)."""
     app = FastAPI(
         title="Zhongshu gateway",
         version=__version__,
@@ -448,4 +452,7 @@ def create_app(chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_B
         return EventStreamResponse(stream())
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if node_key is not None:
+        # Outermost: it signs what every other layer answered, refusals included.
+        app.add_middleware(SignedAnswers, node_key=node_key)
     return app

@@ -173,7 +173,7 @@ async def _serve_locked(
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
         )
-    app = create_app({genesis.chain_id: node})
+    app = create_app({genesis.chain_id: node}, node_key=key)
     limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
     uv = _Server(
         uvicorn.Config(
