@@ -36,6 +36,7 @@ from zhongshu.sdk import (
     SubmitResult,
     TxView,
     UnexpectedResponse,
+    UntrustedAnswer,
     ZhongshuError,
     load_genesis,
     load_key,
@@ -293,3 +294,69 @@ def test_unusable_files_raise_file_errors(tmp_path: Path) -> None:
             load(junk)
     with pytest.raises(FileError):
         load_proof(tmp_path / "missing")
+
+
+def test_a_trusting_client_accepts_answers_signed_by_its_validators(
+    client: Client, module_node: NodeProcess
+) -> None:
+    genesis = load_genesis(module_node.genesis_path)
+    with Client(module_node.url, "main", trusted=genesis) as trusting:
+        key = new_key(genesis.suite)
+        receipt = trusting.put_evidence(key, os.urandom(32), "signed.txt")
+        assert receipt.ok
+        assert trusting.get_tx(receipt.tx_hash).status == "committed"
+        # A refusal is checked too, then raised as what it is.
+        with pytest.raises(ApiError) as caught:
+            trusting.get_block(10**9)
+        assert caught.value.code == "not-found"
+
+
+def test_an_answer_from_another_network_is_untrusted(
+    module_twins: tuple[NodeProcess, NodeProcess],
+) -> None:
+    first, second = module_twins
+    # A chain of the same name on another network: its validators are not the trusted ones.
+    with (
+        Client(first.url, "main", trusted=load_genesis(second.genesis_path)) as client,
+        pytest.raises(UntrustedAnswer) as caught,
+    ):
+        client.status()
+    assert "no validator of the genesis" in str(caught.value)
+
+
+def test_an_unsigned_or_altered_answer_is_untrusted(module_node: NodeProcess) -> None:
+    genesis = load_genesis(module_node.genesis_path)
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        # A proxy that passes the node's answer on, with one byte of its body changed.
+        real = httpx.request(request.method, str(request.url), headers=request.headers, timeout=10)
+        body = real.content.replace(b'"height"', b'"heigth"', 1)
+        return httpx.Response(real.status_code, headers=real.headers, content=body)
+
+    tampering = Client(module_node.url, "main", trusted=genesis)
+    tampering._http = httpx.Client(base_url=module_node.url, transport=httpx.MockTransport(forward))
+    with tampering, pytest.raises(UntrustedAnswer):
+        tampering.status()
+
+    def strip(request: httpx.Request) -> httpx.Response:
+        real = httpx.request(request.method, str(request.url), headers=request.headers, timeout=10)
+        headers = {k: v for k, v in real.headers.items() if not k.lower().startswith("x-zhongshu")}
+        return httpx.Response(real.status_code, headers=headers, content=real.content)
+
+    stripping = Client(module_node.url, "main", trusted=genesis)
+    stripping._http = httpx.Client(base_url=module_node.url, transport=httpx.MockTransport(strip))
+    with stripping, pytest.raises(UntrustedAnswer):
+        stripping.status()
+
+
+def test_the_async_client_checks_answers_too(module_twins: tuple[NodeProcess, NodeProcess]) -> None:
+    first, second = module_twins
+
+    async def run() -> None:
+        async with AsyncClient(first.url, "main", trusted=load_genesis(first.genesis_path)) as ok:
+            assert (await ok.status()).chain_id == "main"
+        async with AsyncClient(first.url, "main", trusted=load_genesis(second.genesis_path)) as bad:
+            with pytest.raises(UntrustedAnswer):
+                await bad.status()
+
+    asyncio.run(run())

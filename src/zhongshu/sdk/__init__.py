@@ -17,6 +17,7 @@ from zhongshu.sdk.errors import (
     FileError,
     ProofInvalid,
     UnexpectedResponse,
+    UntrustedAnswer,
     ZhongshuError,
 )
 from zhongshu.sdk.files import load_genesis, load_key, load_proof, new_key, save_key, save_proof
@@ -71,6 +72,7 @@ __all__ = [
     "Transaction",
     "TxView",
     "UnexpectedResponse",
+    "UntrustedAnswer",
     "VerifiedProof",
     "ZhongshuError",
     "evidence_tx",

@@ -7,11 +7,12 @@ from typing import Any, TypeVar
 import httpx
 
 from zhongshu.crypto import PrivateKey
+from zhongshu.gateway.access import new_nonce
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk import calls
 from zhongshu.sdk.calls import Call, ChainRef, Operation
 from zhongshu.sdk.client import DEFAULT_COMMIT_WAIT, DEFAULT_TIMEOUT, DEFAULT_URL
-from zhongshu.sdk.transport import FAILURES, connection_failed, read_response, request_args
+from zhongshu.sdk.transport import FAILURES, TrustedValidators, connection_failed, read_response, request_args
 from zhongshu.sdk.tx import DEFAULT_VALIDITY
 from zhongshu.sdk.types import (
     BlockView,
@@ -35,11 +36,20 @@ class AsyncClient:
     the same operations of ``zhongshu.sdk.calls``).
     """
 
-    def __init__(self, url: str = DEFAULT_URL, chain: str = "main", timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        chain: str = "main",
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        trusted: Genesis | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
         self.timeout = timeout
         self._ref = ChainRef(chain)
+        self._trusted = TrustedValidators(trusted) if trusted is not None else None
+        """With ``trusted``, every answer must be signed by one of its validators."""
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
     async def aclose(self) -> None:
@@ -52,10 +62,13 @@ class AsyncClient:
         await self.aclose()
 
     async def _send(self, call: Call[Any]) -> Any:
+        nonce = new_nonce() if self._trusted else ""
         try:
-            response = await self._http.request(**request_args(call, self.timeout))
+            response = await self._http.request(**request_args(call, self.timeout, nonce))
         except FAILURES as exc:
             raise connection_failed(self.url, exc) from None
+        if self._trusted:
+            self._trusted.check(self.url, response, nonce)
         return read_response(call, response)
 
     async def _run(self, op: Operation[T]) -> T:

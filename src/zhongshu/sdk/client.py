@@ -7,13 +7,14 @@ from typing import Any, BinaryIO, TypeVar
 import httpx
 
 from zhongshu.crypto import PrivateKey
+from zhongshu.gateway.access import new_nonce
 from zhongshu.ledger.proof import VerifiedProof
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk import calls
 from zhongshu.sdk.calls import Call, ChainRef, Operation
 from zhongshu.sdk.errors import ApiError
 from zhongshu.sdk.proofs import verify_proof
-from zhongshu.sdk.transport import FAILURES, connection_failed, read_response, request_args
+from zhongshu.sdk.transport import FAILURES, TrustedValidators, connection_failed, read_response, request_args
 from zhongshu.sdk.tx import DEFAULT_VALIDITY, evidence_tx, sign_tx
 from zhongshu.sdk.types import (
     BlockView,
@@ -42,14 +43,25 @@ class Client:
     The chain's genesis hash, which every transaction signs, is read from the chain's status
     once and kept: if the gateway later serves another network's chain of that name,
     its transactions are refused (``wrong-genesis``) rather than signed for the new network.
+    With ``trusted`` (a genesis you hold), every answer must carry the signature of one of its
+    validators over that answer to that request, or the call raises ``UntrustedAnswer``.
     ``AsyncClient`` has the same methods, as coroutines.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, chain: str = "main", timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        chain: str = "main",
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        trusted: Genesis | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
         self.timeout = timeout
         self._ref = ChainRef(chain)
+        self._trusted = TrustedValidators(trusted) if trusted is not None else None
+        """With ``trusted``, every answer must be signed by one of its validators."""
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
@@ -62,10 +74,13 @@ class Client:
         self.close()
 
     def _send(self, call: Call[Any]) -> Any:
+        nonce = new_nonce() if self._trusted else ""
         try:
-            response = self._http.request(**request_args(call, self.timeout))
+            response = self._http.request(**request_args(call, self.timeout, nonce))
         except FAILURES as exc:
             raise connection_failed(self.url, exc) from None
+        if self._trusted:
+            self._trusted.check(self.url, response, nonce)
         return read_response(call, response)
 
     def _run(self, op: Operation[T]) -> T:

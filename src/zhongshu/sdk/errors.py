@@ -20,6 +20,16 @@ class ZhongshuError(Exception):
     """Base of every error an SDK call raises (except ``ProofInvalid``, the verifier's verdict)."""
 
 
+class UntrustedAnswer(ZhongshuError):
+    """An answer not signed by a validator of the genesis the client trusts (``trusted=``):
+    it did not come from a node of that chain, or was changed on the way."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"the answer from {url} is not signed by a trusted validator: {reason}")
+
+
 class ApiError(ZhongshuError):
     """The gateway answered with an error status and (normally) a problem document."""
 

@@ -7,16 +7,21 @@ from typing import Any
 
 import httpx
 
+from zhongshu.gateway.access import NODE_HEADER, NONCE_HEADER, AccessRefused, verify_response
+from zhongshu.ledger.types import Genesis
 from zhongshu.sdk.calls import Call, read_answer
-from zhongshu.sdk.errors import ConnectionFailed
+from zhongshu.sdk.errors import ConnectionFailed, UntrustedAnswer
 
 FAILURES = (httpx.HTTPError, httpx.InvalidURL)
 """What httpx raises when it gets no usable answer: refused, timed out, unresolved, cut off."""
 
 
-def request_args(call: Call[Any], timeout: float) -> dict[str, Any]:
-    """The keyword arguments of ``httpx.Client.request`` for ``call``."""
+def request_args(call: Call[Any], timeout: float, nonce: str = "") -> dict[str, Any]:
+    """The keyword arguments of ``httpx.Client.request`` for ``call``; a ``nonce`` goes in
+    ``X-Zhongshu-Nonce``, so the node's signature of the answer names this request."""
     headers = {"accept": call.accept}
+    if nonce:
+        headers[NONCE_HEADER] = nonce
     if call.body is not None:
         headers["content-type"] = call.content_type
     wait = timeout if call.min_timeout is None else max(timeout, call.min_timeout)
@@ -28,6 +33,32 @@ def request_args(call: Call[Any], timeout: float) -> dict[str, Any]:
         "headers": headers,
         "timeout": wait,
     }
+
+
+class TrustedValidators:
+    """The keys whose signed answers a client accepts: the validators of a genesis it holds."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.keys = {v.public_key for v in genesis.validators.validators}
+
+    def check(self, url: str, response: httpx.Response, nonce: str) -> None:
+        """Raise UntrustedAnswer unless a trusted validator signed this answer to this request
+        (docs/access-spec.md, *Signed answers*)."""
+        named = response.headers.get(NODE_HEADER, "")
+        try:
+            key = bytes.fromhex(named)
+        except ValueError:
+            key = b""
+        # The answer names a validator of the trusted genesis.
+        if key not in self.keys:
+            raise UntrustedAnswer(
+                url, f"it names node key {named[:16] or '(none)'}..., no validator of the genesis"
+            )
+        # And that validator's signature covers its status, body and this request's nonce.
+        try:
+            verify_response(key, response.status_code, nonce, response.content, response.headers)
+        except AccessRefused as exc:
+            raise UntrustedAnswer(url, exc.detail) from None
 
 
 def read_response(call: Call[Any], response: httpx.Response) -> Any:
