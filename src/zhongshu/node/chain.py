@@ -35,8 +35,6 @@ from zhongshu.node.mempool import Mempool, PendingTx
 from zhongshu.node.signer import Signer
 from zhongshu.node.verifier import (
     DEFAULT_REGISTRY,
-    INVALID_PUBLIC_KEY,
-    INVALID_SIGNATURE,
     AdmissionRules,
     SenderVerifier,
     registry_factory,
@@ -263,11 +261,8 @@ class ChainNode:
         items = [(tx.sender, m, tx.signature) for tx, m in zip(txs, messages, strict=True)]
         failures, cpu = await self.verifier.check(items)
         self.metrics.verify_cpu_seconds += cpu
-        refusals: dict[str, type[errors.Refused]] = {
-            INVALID_PUBLIC_KEY: errors.InvalidPublicKey,
-            INVALID_SIGNATURE: errors.InvalidSignature,
-        }
-        return [(i, refusals[kind](why)) for i, kind, why in failures]
+        # The workers name each failure by its problem code (invalid-public-key, invalid-signature).
+        return [(i, refusal(kind, why)) for i, kind, why in failures]
 
     def watch(self, tx_hashes: Sequence[bytes]) -> list[asyncio.Future[Committed]]:
         """Futures that resolve when each transaction commits, for transactions ``submit`` has
