@@ -17,7 +17,10 @@ import uvicorn
 from zhongshu.gateway.app import create_app
 from zhongshu.gateway.connections import ConnectionLimits, connection_cap, guarded_protocol
 from zhongshu.gateway.ratelog import install_rate_limit, remove_rate_limit
+from zhongshu.hub.chains import HUB_CHAIN
 from zhongshu.hub.factory import registry_for
+from zhongshu.hub.homes import is_hub_home
+from zhongshu.hub.host import HubHost
 from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import load_home
 from zhongshu.node.lock import acquire_home_lock
@@ -149,7 +152,12 @@ async def _serve_locked(
     # Fault injection for crash tests: exit abruptly at a named point (see ChainNode.crash_point).
     crash_point = os.environ.get("ZHONGSHU_CRASH_POINT")
     node: ChainNode
-    if config.networked:
+    host: HubHost | None = None
+    if config.networked and genesis.chain_id == HUB_CHAIN and is_hub_home(home):
+        # A hub node: the hub chain and the business chains it validates, on one transport.
+        host = HubHost(config, genesis, key, crash_point=crash_point)
+        node = host.hub
+    elif config.networked:
         from zhongshu.node.consensus_signer import ConsensusSigner
         from zhongshu.node.replica import Replica
         from zhongshu.p2p.netinit import load_transport_config
@@ -173,7 +181,8 @@ async def _serve_locked(
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
         )
-    app = create_app({genesis.chain_id: node}, node_key=key)
+    chains: dict[str, ChainNode] = host.chains if host is not None else {genesis.chain_id: node}
+    app = create_app(chains, node_key=key)
     limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
     uv = _Server(
         uvicorn.Config(
@@ -191,7 +200,9 @@ async def _serve_locked(
         )
     )
     stop.attach(uv)
-    producer = asyncio.create_task(node.run(), name="block-producer")
+    producer = asyncio.create_task(
+        host.run() if host is not None else node.run(), name="block-producer"
+    )
 
     def on_producer_done(task: asyncio.Task[None]) -> None:
         # A broken invariant in block production stops the whole node, loudly.
@@ -238,7 +249,10 @@ async def _serve_locked(
         failure = producer.exception() if producer.done() and not producer.cancelled() else None
         # Work handed to threads (a block being written) ends before the store closes.
         await asyncio.get_running_loop().shutdown_default_executor()
-        node.close()
+        if host is not None:
+            host.close()
+        else:
+            node.close()
         remove_rate_limit(RATE_LIMITED_LOGGERS, limiter)
         log.info("node stopped at height %d", node.height)
     if failure is not None:

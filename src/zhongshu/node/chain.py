@@ -126,7 +126,10 @@ class ChainNode:
         clock: Clock = wall_clock_ms,
         crash_point: str | None = None,
         registry: str = DEFAULT_REGISTRY,
+        verifier: SenderVerifier | None = None,
     ) -> None:
+        """``verifier``: a worker pool shared with other chains of this node (this chain then
+        does not close it); without it the chain starts a pool of its own."""
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.suite = get_suite(genesis.suite)
@@ -140,8 +143,11 @@ class ChainNode:
         self.signer = signer
         self.clock = clock
         self.mempool = Mempool(mempool_max_txs, mempool_max_bytes)
-        self.verifier = SenderVerifier(genesis.suite, verify_workers)
+        self._owns_verifier = verifier is None
+        self.verifier = verifier or SenderVerifier(genesis.suite, verify_workers)
         """Transactions' keys and signatures, checked in worker processes."""
+        self.stopped = False
+        """Whether the hub stopped this chain: it stays readable and takes no transactions."""
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"verify-{self.chain_id}")
         """Single signature checks (consensus votes), in threads: no round trip to a process."""
         self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
@@ -192,7 +198,8 @@ class ChainNode:
         self._stopping = True
         self._wake.set()
         self._pool.shutdown(wait=True)
-        self.verifier.close()
+        if self._owns_verifier:
+            self.verifier.close()
         for q in list(self._subscribers):
             q.put_nowait(None)
         self.store.close()
@@ -208,6 +215,9 @@ class ChainNode:
         """
         params = self.genesis.params
         self.metrics.submit_requests += 1
+        # A stopped chain takes no transactions.
+        if self.stopped:
+            raise errors.ChainStopped(f"chain {self.chain_id!r} was stopped by the hub; it is read-only")
         # A full mempool refuses at once, before any work.
         self.mempool.check_room(len(txs), 0)
         rules = AdmissionRules(

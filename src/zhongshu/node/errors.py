@@ -52,6 +52,13 @@ class UnknownChain(Refused):
     title = "Unknown chain"
 
 
+class ChainStopped(Refused):
+    """The hub stopped this chain: its data stays readable, it takes no more transactions."""
+
+    code = "chain-stopped"
+    title = "Chain stopped"
+
+
 class UnknownContract(Refused):
     code = "unknown-contract"
     title = "Unknown contract"

@@ -77,6 +77,7 @@ from zhongshu.node.wire import (
     WireMessage,
     peek_proposal,
 )
+from zhongshu.p2p.channels import Channel
 from zhongshu.p2p.transport import Transport, TransportConfig
 
 log = logging.getLogger("zhongshu.replica")
@@ -150,19 +151,30 @@ class Replica(ChainNode):
         genesis: Genesis,
         data_dir: Path,
         signer: ConsensusSigner,
-        transport_config: TransportConfig,
+        link: TransportConfig | Channel,
         *,
         timeouts: TimeoutConfig | None = None,
         heartbeat_ms: int = HEARTBEAT_MS,
+        first_block_at_once: bool = False,
         **kwargs: Any,
     ) -> None:
+        """``link``: a transport of its own (a TransportConfig), or this chain's channel on a hub
+        node's shared transport. ``first_block_at_once``: an empty chain starts height 1 at once
+        instead of waiting for a transaction or the heartbeat (a chain created on demand shows
+        it is up by committing its first block)."""
         super().__init__(genesis, data_dir, signer, **kwargs)
         self.heartbeat_ms = heartbeat_ms
+        self.first_block_at_once = first_block_at_once
         self._idle = False
         """Whether the stored tip is decided and the next height waits for a reason to start."""
         self.csigner = signer
         self.engine = TendermintEngine(self.chain_id, signer.public_key, timeouts)
-        self.transport = Transport(transport_config, self._on_wire)
+        self.transport: Transport | Channel
+        if isinstance(link, Channel):
+            self.transport = link
+            link.attach(self._on_wire)
+        else:
+            self.transport = Transport(link, self._on_wire)
         self.wal = WriteAheadLog(data_dir / "consensus.wal")
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._blocks: dict[bytes, BuiltBlock] = {}
@@ -353,6 +365,8 @@ class Replica(ChainNode):
 
     def _is_idle(self) -> bool:
         """No transaction pending, no peer at the next height, and the heartbeat not yet due."""
+        if self.first_block_at_once and self.height == 0:
+            return False
         due = self.last_time + self.heartbeat_ms
         return len(self.mempool) == 0 and not self._future and self.clock() < due
 
@@ -378,7 +392,8 @@ class Replica(ChainNode):
             while True:
                 now = time.monotonic()
                 heartbeat_due = self.clock() >= self.last_time + self.heartbeat_ms
-                if now >= earliest and (len(self.mempool) > 0 or heartbeat_due):
+                first_due = self.first_block_at_once and self.height == 0
+                if now >= earliest and (len(self.mempool) > 0 or heartbeat_due or first_due):
                     break
                 if self.engine.get_state().round != action.round or self.height + 1 != action.height:
                     return

@@ -30,7 +30,7 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from zhongshu.crypto import get_suite
@@ -191,6 +191,11 @@ class Transport:
         """Queue ``payload`` for every connected peer; return how many peers it was queued for."""
         frame = encode_frame(MESSAGE, payload, self.config.max_frame)
         return self._connections.broadcast(frame)
+
+    def multicast(self, peer_keys: Iterable[bytes], payload: bytes) -> int:
+        """Queue ``payload`` for each of ``peer_keys`` that is connected (framed once); return how many."""
+        frame = encode_frame(MESSAGE, payload, self.config.max_frame)
+        return sum(1 for key in peer_keys if self._connections.send(key, frame))
 
     def peers(self) -> list[PeerInfo]:
         """The connected (authenticated) peers, ordered by validator key."""
