@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from zhongshu import __version__
-from zhongshu.cli import chain, evidence, keys, nodes, verify
+from zhongshu.cli import chain, evidence, hub, keys, nodes, verify
 from zhongshu.cli.exits import CLIENT_EXITS, PUT_EXITS
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, help="Zhongshu (中枢) city blockchain hub.")
@@ -22,6 +22,10 @@ evidence_app = typer.Typer(no_args_is_help=True, help="Evidence deposit (存证)
 tx_app = typer.Typer(no_args_is_help=True, help="Transactions.")
 block_app = typer.Typer(no_args_is_help=True, help="Blocks.")
 proof_app = typer.Typer(no_args_is_help=True, help="Offline proof bundles.")
+org_app = typer.Typer(no_args_is_help=True, help="Organizations on the hub.")
+member_app = typer.Typer(no_args_is_help=True, help="Members of organizations on the hub.")
+apps_app = typer.Typer(no_args_is_help=True, help="Applications registered on the hub.")
+chain_app = typer.Typer(no_args_is_help=True, help="Business chains on the hub.")
 for sub, name in (
     (keys_app, "keys"),
     (node_app, "node"),
@@ -30,6 +34,10 @@ for sub, name in (
     (tx_app, "tx"),
     (block_app, "block"),
     (proof_app, "proof"),
+    (org_app, "org"),
+    (member_app, "member"),
+    (apps_app, "app"),
+    (chain_app, "chain"),
 ):
     app.add_typer(sub, name=name)
 
@@ -67,6 +75,16 @@ evidence_app.command("get", epilog=CLIENT_EXITS)(evidence.evidence_get)
 evidence_app.command("list", epilog=CLIENT_EXITS)(evidence.evidence_list)
 keys_app.command("new")(keys.keys_new)
 keys_app.command("show")(keys.keys_show)
+org_app.command("create", epilog=CLIENT_EXITS)(hub.org_create)
+org_app.command("disable", epilog=CLIENT_EXITS)(hub.org_disable)
+member_app.command("add", epilog=CLIENT_EXITS)(hub.member_add)
+apps_app.command("register", epilog=CLIENT_EXITS)(hub.app_register)
+apps_app.command("rotate-key", epilog=CLIENT_EXITS)(hub.app_rotate_key)
+apps_app.command("disable", epilog=CLIENT_EXITS)(hub.app_disable)
+apps_app.command("show", epilog=CLIENT_EXITS)(hub.app_show)
+chain_app.command("create", epilog=CLIENT_EXITS)(hub.chain_create)
+chain_app.command("list", epilog=CLIENT_EXITS)(hub.chain_list)
+chain_app.command("stop", epilog=CLIENT_EXITS)(hub.chain_stop)
 
 
 # Offline: exit 0 valid, 1 invalid, 2 a file cannot be read. The entry runs `zhongshu verify`
