@@ -10,12 +10,12 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
 import starlette.responses
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -26,6 +26,8 @@ from zhongshu.codec import encode_json
 from zhongshu.crypto import InvalidKey, PrivateKey
 from zhongshu.gateway import binary as binary_route
 from zhongshu.gateway import schemas
+from zhongshu.gateway.access import SCHEME, AccessRefused, NonceWindowFull
+from zhongshu.gateway.appauth import AppGate, AppIdentity, AppRefused, TxCharge
 from zhongshu.gateway.docs import docs_router
 from zhongshu.gateway.evidence_index import decode_cursor, evidence_view, owner_entries
 from zhongshu.gateway.health import chain_health, without_quorum
@@ -76,6 +78,27 @@ SUBMIT_CODES = (
     "commit-timeout",
 )
 """The problems POST txs can answer with."""
+
+APP_ACCESS_CODES = (
+    "app-auth-required",
+    "malformed-auth",
+    "unknown-app",
+    "retired-key",
+    "bad-signature",
+    "stale-request",
+    "replayed-nonce",
+    "app-disabled",
+    "chain-not-granted",
+    "contract-not-granted",
+    "rate-limited",
+    "quota-exceeded",
+    "nonce-window-full",
+)
+"""The problems POST txs can answer with too when applications sign their requests (``access``)."""
+
+HUB_CHAIN = "hub"
+"""The hub chain: its transactions are authorized by their signers' roles, not an app signature."""
+NONCE_WINDOW_RETRY_SECONDS = 1
 
 
 class JSONResponse(starlette.responses.JSONResponse):
@@ -142,6 +165,21 @@ def _json_txs(body: bytes) -> list[Transaction]:
     return txs
 
 
+def _authenticate(gate: AppGate, request: Request, body: bytes) -> AppIdentity:
+    """The application that signed ``request`` (``AppGate.authenticate``), from the request as
+    it arrived: the Host header, the path of the request line, the raw query, every header."""
+    scope = request.scope
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    return gate.authenticate(
+        request.method,
+        request.headers.get("host", ""),
+        bytes(raw_path).decode("latin-1"),
+        bytes(scope.get("query_string", b"")),
+        request.headers,
+        body,
+    )
+
+
 def _check_commit_wait(timeout: float) -> float:
     """``timeout`` of ``?wait=commit``: a finite number of seconds above 0, at most MAX_COMMIT_WAIT."""
     # NaN fails both comparisons; infinities and negatives fail one.
@@ -152,11 +190,32 @@ def _check_commit_wait(timeout: float) -> float:
     return timeout
 
 
+def access_refused_response(
+    code: str, detail: str, instance: str = "", retry_after: int | None = None
+) -> Response:
+    """The problem document of a refused application request, at its registered status; a 401
+    names the signing scheme (``WWW-Authenticate``), a retry-able refusal its ``Retry-After``."""
+    problem = PROBLEM_TYPES[code]
+    extra = {} if retry_after is None else {"retry_after": retry_after}
+    response = problem_response(problem.status, code, problem.title, detail, instance, **extra)
+    if problem.status == 401:
+        response.headers["WWW-Authenticate"] = SCHEME
+    return response
+
+
 def create_app(
-    chains: dict[str, ChainNode], *, max_body_bytes: int = MAX_BODY_BYTES, node_key: PrivateKey | None = None
+    chains: dict[str, ChainNode],
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    node_key: PrivateKey | None = None,
+    access: AppGate | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The gateway over the chains this node serves; with ``node_key``, every answer is signed
-    with it (``SignedAnswers``)."""
+    with it (``SignedAnswers``). With ``access`` (a hub node), submitting to any chain but the
+    hub chain needs a request signed by a registered application, which ``access`` checks
+    (authentication, grants, rate and quota); every GET stays public. ``routers`` are included
+    as they are (more read routes, e.g. the hub's)."""
     app = FastAPI(
         title="Zhongshu gateway",
         version=__version__,
@@ -179,6 +238,15 @@ def create_app(
     @app.exception_handler(errors.Refused)
     async def on_refused(request: Request, exc: errors.Refused) -> Response:
         return refused_response(exc, request.url.path)
+
+    @app.exception_handler(AccessRefused)
+    async def on_access_refused(request: Request, exc: AccessRefused) -> Response:
+        wait = NONCE_WINDOW_RETRY_SECONDS if isinstance(exc, NonceWindowFull) else None
+        return access_refused_response(exc.code, exc.detail, request.url.path, wait)
+
+    @app.exception_handler(AppRefused)
+    async def on_app_refused(request: Request, exc: AppRefused) -> Response:
+        return access_refused_response(exc.code, exc.detail, request.url.path, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
@@ -270,7 +338,9 @@ def create_app(
     @app.post(
         "/v1/chains/{chain}/txs",
         status_code=202,
-        responses=answers(schemas.SubmitPending, *SUBMIT_CODES, status=202)
+        responses=answers(
+            schemas.SubmitPending, *SUBMIT_CODES, *(APP_ACCESS_CODES if access else ()), status=202
+        )
         | {200: success(schemas.SubmitCommitted)},
         openapi_extra=tx_body_schema(),
     )
@@ -285,8 +355,18 @@ def create_app(
         """Submit one transaction (a JSON object) or a batch (a JSON array), all or nothing.
 
         With ``?wait=commit`` the answer comes once all are committed, with their receipts.
+        On a hub node, a business chain takes only requests signed by a registered application
+        granted the transactions' contract methods (docs/access-spec.md, Who signs).
         """
-        node = chain_of(chain)
+        gate = access if chain != HUB_CHAIN else None
+        identity: AppIdentity | None = None
+        node: ChainNode | None = None
+        if gate is not None:
+            # The application is authenticated first, from the exact body bytes it signed; the
+            # chain is looked up once its grants are checked.
+            identity = _authenticate(gate, request, await request.body())
+        else:
+            node = chain_of(chain)
         if wait not in ("", "commit"):
             raise errors.MalformedTransaction(f"wait must be 'commit' or absent, not {wait!r}")
         if wait:
@@ -298,7 +378,19 @@ def create_app(
             raise errors.MalformedTransaction("the batch is empty")
         if len(txs) > MAX_BATCH:
             raise errors.TooLarge(f"a batch holds at most {MAX_BATCH} transactions")
-        hashes = await node.submit(txs)
+        charge: TxCharge | None = None
+        if gate is not None and identity is not None:
+            # Every transaction is one the app is granted on this chain, within its daily quota.
+            charge = gate.check_txs(identity, chain, txs)
+        try:
+            if node is None:
+                node = chain_of(chain)
+            hashes = await node.submit(txs)
+        except errors.Refused:
+            # Only transactions the node accepted count against the quota.
+            if gate is not None and charge is not None:
+                gate.refund(charge)
+            raise
         msgpack_answer = binary_route.wants_msgpack(request.headers.get("accept", ""))
         if wait == "commit":
             # Watched at once: submit has just pooled them, so none can have committed yet.
@@ -450,6 +542,9 @@ def create_app(
                 node.unsubscribe(queue)
 
         return EventStreamResponse(stream())
+
+    for router in routers:
+        app.include_router(router)
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     if node_key is not None:

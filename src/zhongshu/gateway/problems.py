@@ -126,6 +126,89 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
                 "Another refusal of the HTTP layer (none is known to occur); status is the HTTP status.",
             ),
             ProblemType(
+                "app-auth-required",
+                401,
+                "Signed request required",
+                "The route needs a request signed by a registered application (POST txs on a business "
+                "chain of a hub node) and the request carries neither X-Zhongshu-App nor "
+                "X-Zhongshu-Signature; sign it (docs/access-spec.md, Signed requests).",
+            ),
+            ProblemType(
+                "malformed-auth",
+                401,
+                "Malformed request authentication",
+                "An authentication header is missing, repeated or not of its form, or the method, host, "
+                "path or query cannot be written in the canonical request string; detail names the header.",
+            ),
+            ProblemType(
+                "unknown-app",
+                401,
+                "Unknown application",
+                "X-Zhongshu-App names no application the hub holds: use the app id the registration gave.",
+            ),
+            ProblemType(
+                "retired-key",
+                401,
+                "Retired application key",
+                "The request is signed by a key the application held before a key rotation: sign with "
+                "its current key.",
+            ),
+            ProblemType(
+                "bad-signature",
+                401,
+                "Bad request signature",
+                "X-Zhongshu-Signature is not the application key's SM2 signature of the canonical request "
+                "string (wrong key, a part changed on the way, malformed DER).",
+            ),
+            ProblemType(
+                "stale-request",
+                401,
+                "Stale request",
+                "The request's timestamp is more than 5 minutes from the node's clock (detail gives it): "
+                "fix the application's clock and sign again.",
+            ),
+            ProblemType(
+                "replayed-nonce",
+                401,
+                "Replayed nonce",
+                "The application already sent this nonce within the last 5 minutes (to this node or "
+                "another hub node): every request, retries included, needs a fresh nonce.",
+            ),
+            ProblemType(
+                "app-disabled",
+                403,
+                "Application disabled",
+                "The application, or its organization, is disabled on the hub: it may no longer call it.",
+            ),
+            ProblemType(
+                "chain-not-granted",
+                403,
+                "Chain not granted",
+                "The application holds no grant on this chain (or the chain is not an active chain of its "
+                "organization on the hub).",
+            ),
+            ProblemType(
+                "contract-not-granted",
+                403,
+                "Contract method not granted",
+                "A transaction calls a contract method that the application's grants on this chain do not "
+                "name; detail names the contract and the method.",
+            ),
+            ProblemType(
+                "rate-limited",
+                429,
+                "Too many requests",
+                "The application sent more requests per second than its quota allows on this node: "
+                "retry after the Retry-After seconds.",
+            ),
+            ProblemType(
+                "quota-exceeded",
+                429,
+                "Daily transaction quota exceeded",
+                "The application's transactions on this node today (UTC) would pass its daily quota: "
+                "Retry-After gives the seconds to the next 00:00 UTC.",
+            ),
+            ProblemType(
                 "method-not-allowed",
                 405,
                 "Method not allowed",
@@ -152,6 +235,12 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
                 "One transaction is over the chain's max_tx_bytes (96 KiB), or a batch over 10,000.",
             ),
             _refusal(errors.MempoolFull, 503, "The mempool is full: retry after the Retry-After seconds."),
+            ProblemType(
+                "nonce-window-full",
+                503,
+                "Nonce window full",
+                "The node remembers as many request nonces as it may: retry after the Retry-After seconds.",
+            ),
             ProblemType(
                 "too-many-connections",
                 503,
