@@ -184,8 +184,12 @@ def check_init(args: HubInit) -> None:
 
 def _make_init(genesis: Genesis | None) -> Handler:
     def init(ctx: CallContext, args: HubInit) -> Operator:
-        """Write the hub's initial state (hub_genesis_writes): once, at height 1, signed by the
-        genesis's first validator; every hub validator is among the nodes."""
+        """Write the hub's initial state (hub_genesis_writes): once, before any other hub
+        record, signed by the genesis's first validator; every hub validator is among the nodes.
+
+        Not bound to height 1: the hub's validators make an empty block when the heartbeat is
+        due (nodes started long after ``network init``), and a hub must stay initialisable then.
+        Until it is, every other hub method is refused (no operator, no organization)."""
         check_init(args)
         # The registry knows the genesis whose first validator may initialise.
         if genesis is None:
@@ -196,9 +200,7 @@ def _make_init(genesis: Genesis | None) -> Handler:
         # Only the key the genesis names first.
         if ctx.sender != genesis.validators.validators[0].public_key:
             raise NotAllowed("only the genesis's first validator may initialise the hub")
-        # Only in the first block, and only once.
-        if ctx.height != 1:
-            raise NotAllowed(f"hub.init runs only at height 1, not {ctx.height}")
+        # Only once.
         if get_operator(ctx.state.get) is not None:
             raise Conflict("the hub is already initialised")
         # The operator's key is one of the hub's suite; each node's keys are valid for theirs.
