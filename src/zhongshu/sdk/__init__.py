@@ -9,6 +9,7 @@ from zhongshu.crypto import PrivateKey
 from zhongshu.ledger.proof import VerifiedProof
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk.aio import AsyncClient
+from zhongshu.sdk.app import AppCredentials, load_app
 from zhongshu.sdk.client import DEFAULT_URL, Client
 from zhongshu.sdk.errors import (
     ApiError,
@@ -17,6 +18,7 @@ from zhongshu.sdk.errors import (
     FileError,
     ProofInvalid,
     UnexpectedResponse,
+    UnsignableRequest,
     UntrustedAnswer,
     ZhongshuError,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_URL",
     "DEFAULT_VALIDITY",
     "ApiError",
+    "AppCredentials",
     "AsyncClient",
     "BlockView",
     "ChainPage",
@@ -72,10 +75,12 @@ __all__ = [
     "Transaction",
     "TxView",
     "UnexpectedResponse",
+    "UnsignableRequest",
     "UntrustedAnswer",
     "VerifiedProof",
     "ZhongshuError",
     "evidence_tx",
+    "load_app",
     "load_genesis",
     "load_key",
     "load_proof",

@@ -10,9 +10,17 @@ from zhongshu.crypto import PrivateKey
 from zhongshu.gateway.access import new_nonce
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk import calls
+from zhongshu.sdk.app import AppCredentials, wall_clock_ms
 from zhongshu.sdk.calls import Call, ChainRef, Operation
 from zhongshu.sdk.client import DEFAULT_COMMIT_WAIT, DEFAULT_TIMEOUT, DEFAULT_URL
-from zhongshu.sdk.transport import FAILURES, TrustedValidators, connection_failed, read_response, request_args
+from zhongshu.sdk.transport import (
+    FAILURES,
+    TrustedValidators,
+    connection_failed,
+    read_response,
+    request_args,
+    sign_app_request,
+)
 from zhongshu.sdk.tx import DEFAULT_VALIDITY
 from zhongshu.sdk.types import (
     BlockView,
@@ -43,6 +51,7 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         trusted: Genesis | None = None,
+        app: AppCredentials | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
@@ -50,6 +59,8 @@ class AsyncClient:
         self._ref = ChainRef(chain)
         self._trusted = TrustedValidators(trusted) if trusted is not None else None
         """With ``trusted``, every answer must be signed by one of its validators."""
+        self._app = app
+        """With ``app``, every request is signed with the application's id and key."""
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
     async def aclose(self) -> None:
@@ -62,9 +73,12 @@ class AsyncClient:
         await self.aclose()
 
     async def _send(self, call: Call[Any]) -> Any:
-        nonce = new_nonce() if self._trusted else ""
+        nonce = new_nonce() if self._trusted or self._app else ""
         try:
-            response = await self._http.request(**request_args(call, self.timeout, nonce))
+            request = self._http.build_request(**request_args(call, self.timeout, nonce))
+            if self._app is not None:
+                sign_app_request(request, self._app, nonce, wall_clock_ms())
+            response = await self._http.send(request)
         except FAILURES as exc:
             raise connection_failed(self.url, exc) from None
         if self._trusted:

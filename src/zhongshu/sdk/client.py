@@ -11,10 +11,18 @@ from zhongshu.gateway.access import new_nonce
 from zhongshu.ledger.proof import VerifiedProof
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk import calls
+from zhongshu.sdk.app import AppCredentials, wall_clock_ms
 from zhongshu.sdk.calls import Call, ChainRef, Operation
 from zhongshu.sdk.errors import ApiError
 from zhongshu.sdk.proofs import verify_proof
-from zhongshu.sdk.transport import FAILURES, TrustedValidators, connection_failed, read_response, request_args
+from zhongshu.sdk.transport import (
+    FAILURES,
+    TrustedValidators,
+    connection_failed,
+    read_response,
+    request_args,
+    sign_app_request,
+)
 from zhongshu.sdk.tx import DEFAULT_VALIDITY, evidence_tx, sign_tx
 from zhongshu.sdk.types import (
     BlockView,
@@ -45,6 +53,9 @@ class Client:
     its transactions are refused (``wrong-genesis``) rather than signed for the new network.
     With ``trusted`` (a genesis you hold), every answer must carry the signature of one of its
     validators over that answer to that request, or the call raises ``UntrustedAnswer``.
+    With ``app`` (``load_app`` reads a registration's credentials file), every request is signed
+    with the application's id and key, a fresh nonce and the current time, as a hub node
+    requires for submitting to a business chain; both options may be on at once.
     ``AsyncClient`` has the same methods, as coroutines.
     """
 
@@ -55,6 +66,7 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         trusted: Genesis | None = None,
+        app: AppCredentials | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
@@ -62,6 +74,8 @@ class Client:
         self._ref = ChainRef(chain)
         self._trusted = TrustedValidators(trusted) if trusted is not None else None
         """With ``trusted``, every answer must be signed by one of its validators."""
+        self._app = app
+        """With ``app``, every request is signed with the application's id and key."""
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
@@ -74,9 +88,12 @@ class Client:
         self.close()
 
     def _send(self, call: Call[Any]) -> Any:
-        nonce = new_nonce() if self._trusted else ""
+        nonce = new_nonce() if self._trusted or self._app else ""
         try:
-            response = self._http.request(**request_args(call, self.timeout, nonce))
+            request = self._http.build_request(**request_args(call, self.timeout, nonce))
+            if self._app is not None:
+                sign_app_request(request, self._app, nonce, wall_clock_ms())
+            response = self._http.send(request)
         except FAILURES as exc:
             raise connection_failed(self.url, exc) from None
         if self._trusted:

@@ -30,6 +30,15 @@ class UntrustedAnswer(ZhongshuError):
         super().__init__(f"the answer from {url} is not signed by a trusted validator: {reason}")
 
 
+class UnsignableRequest(ZhongshuError):
+    """With ``app=``: a request that cannot be written in the canonical request string (a host
+    or path outside printable ASCII), so it is not sent."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the request cannot be signed: {reason}")
+
+
 class ApiError(ZhongshuError):
     """The gateway answered with an error status and (normally) a problem document."""
 
@@ -139,6 +148,7 @@ __all__ = [
     "FileError",
     "ProofInvalid",
     "UnexpectedResponse",
+    "UnsignableRequest",
     "ZhongshuError",
     "api_error",
     "problem_code",

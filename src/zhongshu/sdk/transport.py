@@ -7,32 +7,62 @@ from typing import Any
 
 import httpx
 
-from zhongshu.gateway.access import NODE_HEADER, NONCE_HEADER, AccessRefused, verify_response
+from zhongshu.gateway.access import (
+    NODE_HEADER,
+    NONCE_HEADER,
+    AccessRefused,
+    canonical_query,
+    parse_query,
+    verify_response,
+)
 from zhongshu.ledger.types import Genesis
+from zhongshu.sdk.app import AppCredentials
 from zhongshu.sdk.calls import Call, read_answer
-from zhongshu.sdk.errors import ConnectionFailed, UntrustedAnswer
+from zhongshu.sdk.errors import ConnectionFailed, UnsignableRequest, UntrustedAnswer
 
 FAILURES = (httpx.HTTPError, httpx.InvalidURL)
 """What httpx raises when it gets no usable answer: refused, timed out, unresolved, cut off."""
 
 
 def request_args(call: Call[Any], timeout: float, nonce: str = "") -> dict[str, Any]:
-    """The keyword arguments of ``httpx.Client.request`` for ``call``; a ``nonce`` goes in
-    ``X-Zhongshu-Nonce``, so the node's signature of the answer names this request."""
+    """The keyword arguments of ``httpx.Client.request`` (or ``build_request``) for ``call``; a
+    ``nonce`` goes in ``X-Zhongshu-Nonce``, so the node's signature of the answer names this
+    request. The query is sent in its canonical form (docs/access-spec.md), as signed."""
     headers = {"accept": call.accept}
     if nonce:
         headers[NONCE_HEADER] = nonce
     if call.body is not None:
         headers["content-type"] = call.content_type
     wait = timeout if call.min_timeout is None else max(timeout, call.min_timeout)
+    query = canonical_query(list(call.params.items()))
     return {
         "method": call.method,
-        "url": call.path,
-        "params": call.params,
+        "url": f"{call.path}?{query}" if query else call.path,
         "content": call.body,
         "headers": headers,
         "timeout": wait,
     }
+
+
+def sign_app_request(request: httpx.Request, app: AppCredentials, nonce: str, now_ms: int) -> None:
+    """Add the app's authentication headers to ``request``, signing it as it will be sent: the
+    Host header, the path and query of its URL, its exact body (docs/access-spec.md, *Signed
+    requests*). ``nonce`` is the request's ``X-Zhongshu-Nonce`` (one nonce serves both rules);
+    UnsignableRequest if a part cannot be written in the canonical string."""
+    path, _, query = request.url.raw_path.partition(b"?")
+    try:
+        signed = app.sign(
+            request.method,
+            request.headers["host"],
+            path.decode("ascii"),
+            parse_query(query),
+            request.content,
+            nonce=nonce,
+            now_ms=now_ms,
+        )
+    except AccessRefused as exc:
+        raise UnsignableRequest(exc.detail) from None
+    request.headers.update(signed)
 
 
 class TrustedValidators:
