@@ -59,7 +59,7 @@ from zhongshu.gateway.appauth import (
 )
 from zhongshu.gateway.problems import PROBLEM_TYPES
 from zhongshu.hub import get_app_by_key
-from zhongshu.hub.chains import ChainCreate
+from zhongshu.hub.chains import ChainCreate, ChainStop
 from zhongshu.hub.registry import AppDisable, AppRegister, AppRotateKey, Grant, HubInit, Quota
 from zhongshu.hub.roles import NodeKeys, OrgCreate, OrgDisable
 from zhongshu.ledger.evidence_args import EvidencePut
@@ -534,7 +534,7 @@ def test_a_chain_not_granted(env: Env) -> None:
     assert_problem(send(env, signed(env, "main", body, chain="nowhere")), 403, "chain-not-granted")
 
 
-def test_a_chain_granted_but_not_served_here(env: Env) -> None:
+def test_a_chain_granted_but_not_served_here_or_stopped(env: Env) -> None:
     tx = sign_tx(
         env.keys["elsewhere"],
         "other",
@@ -545,6 +545,11 @@ def test_a_chain_granted_but_not_served_here(env: Env) -> None:
         VALID_UNTIL,
     )
     assert_problem(send(env, signed(env, "elsewhere", json_body(tx), chain="other")), 404, "unknown-chain")
+    # Once the hub stops the chain, its grants give nothing.
+    env.hub_call("operator", "hub.chain", "stop", ChainStop("other"))
+    assert_problem(
+        send(env, signed(env, "elsewhere", json_body(tx), chain="other")), 403, "chain-not-granted"
+    )
 
 
 def test_a_contract_or_method_not_granted(env: Env) -> None:
