@@ -20,6 +20,7 @@ import base64
 import contextlib
 import io
 import json
+import re
 import stat
 import threading
 import time
@@ -52,6 +53,7 @@ from zhongshu.node.signer import Signer
 from zhongshu.node.solo_node import SoloNode
 from zhongshu.sdk import Client, PrivateKey, evidence_tx, load_key, new_key, save_key
 
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 SERVE_TIMEOUT = 30.0
 """Seconds the in-process node may take to start serving."""
 
@@ -674,3 +676,23 @@ def test_wait_for_height_polls_until_the_height_or_the_deadline() -> None:
     slept.clear()
     assert not wait_for_height(lambda: None, 1, 1.0, lambda: now[0], sleep)
     assert sum(slept) == pytest.approx(1.0) and max(slept) == 0.25
+
+
+def _code_blocks(text: str) -> list[str]:
+    return re.findall(r"^```.*?^```$", text, re.S | re.M)
+
+
+def _table_rows(text: str) -> list[tuple[int, list[str]]]:
+    """Each table row's cell count and code spans: what a translation must keep as it is."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    return [(len(re.split(r"(?<!\\)\|", row)), re.findall(r"`[^`]*`", row)) for row in rows]
+
+
+def test_the_chinese_page_keeps_the_code_and_tables() -> None:
+    english, chinese = (DOCS / "hub.md").read_text(), (DOCS / "zh" / "hub.md").read_text()
+    assert _code_blocks(english) and _code_blocks(chinese) == _code_blocks(english)
+    assert _table_rows(english) and _table_rows(chinese) == _table_rows(english)
+    # The headings, section for section.
+    assert [h.split()[1] for h in re.findall(r"^## .*$", chinese, re.M)] == [
+        h.split()[1] for h in re.findall(r"^## .*$", english, re.M)
+    ]
