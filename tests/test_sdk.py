@@ -18,9 +18,12 @@ import pytest
 
 from conftest import NodeProcess, free_port
 from zhongshu.crypto import get_suite
+from zhongshu.gateway.access import parse_query, verify_request
 from zhongshu.ledger.evidence_args import EvidencePut
+from zhongshu.ledger.types import ChainParams, Genesis, Validator, ValidatorSet
 from zhongshu.sdk import (
     ApiError,
+    AppCredentials,
     AsyncClient,
     BlockView,
     ChainStatus,
@@ -38,6 +41,7 @@ from zhongshu.sdk import (
     UnexpectedResponse,
     UntrustedAnswer,
     ZhongshuError,
+    load_app,
     load_genesis,
     load_key,
     load_proof,
@@ -47,6 +51,7 @@ from zhongshu.sdk import (
     verify_proof,
 )
 from zhongshu.sdk.calls import get, read_answer
+from zhongshu.sdk.tx import sign_tx
 
 ZERO_HASH = "00" * 32
 
@@ -360,3 +365,99 @@ def test_the_async_client_checks_answers_too(module_twins: tuple[NodeProcess, No
                 await bad.status()
 
     asyncio.run(run())
+
+
+# -- application credentials (app=) ---------------------------------------------------------------
+
+
+def _write_app_file(directory: Path, app_id: str, key_file: str, **extra: object) -> Path:
+    path = directory / "app.json"
+    path.write_text(json.dumps({"app_id": app_id, "key_file": key_file, **extra}))
+    return path
+
+
+def test_load_app_reads_a_registration_file(tmp_path: Path) -> None:
+    key = new_key("sm")
+    (tmp_path / "keys").mkdir()
+    save_key(tmp_path / "keys" / "app_key.pem", key)
+    # The key file is relative to the JSON file's directory, not to the working directory.
+    path = _write_app_file(tmp_path, "app-0123456789abcdef", "keys/app_key.pem", name="e-filing")
+    app = load_app(path)
+    assert app.app_id == "app-0123456789abcdef"
+    assert app.key.public_bytes() == key.public_bytes()
+    # An absolute path is taken as it is.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    absolute = _write_app_file(elsewhere, "app-fedcba9876543210", str(tmp_path / "keys" / "app_key.pem"))
+    assert load_app(absolute).key.public_bytes() == key.public_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        ("not json", "not JSON"),
+        ('["app-0123456789abcdef", "k.pem"]', "JSON object"),
+        ('{"app_id": "demo-app", "key_file": "k.pem"}', "app_id"),
+        ('{"app_id": "app-0123456789ABCDEF", "key_file": "k.pem"}', "app_id"),
+        ('{"app_id": "app-0123456789abcdef"}', "key_file"),
+        ('{"app_id": "app-0123456789abcdef", "key_file": ""}', "key_file"),
+        ('{"app_id": "app-0123456789abcdef", "key_file": "missing.pem"}', "cannot read"),
+        ('{"app_id": "app-0123456789abcdef", "key_file": "ed.pem"}', "SM2"),
+    ],
+)
+def test_load_app_refuses_what_is_not_a_registration(tmp_path: Path, content: str, complaint: str) -> None:
+    save_key(tmp_path / "ed.pem", new_key("intl"))
+    (tmp_path / "app.json").write_text(content)
+    with pytest.raises(FileError) as caught:
+        load_app(tmp_path / "app.json")
+    assert complaint in str(caught.value)
+    with pytest.raises(FileError):
+        load_app(tmp_path / "absent.json")
+
+
+def test_app_credentials_are_an_app_id_and_an_sm2_key() -> None:
+    with pytest.raises(ValueError):
+        AppCredentials("no spaces allowed", new_key("sm"))
+    with pytest.raises(ValueError):
+        AppCredentials("app-0123456789abcdef", new_key("intl"))
+
+
+@pytest.mark.parametrize("trusting", [False, True])
+def test_the_client_signs_each_request_as_the_spec_says(trusting: bool) -> None:
+    key = new_key("sm")
+    app = AppCredentials("app-0123456789abcdef", key)
+    seen: list[httpx.Request] = []
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"type": "/problems/not-found", "title": "Not found", "status": 404})
+
+    genesis = Genesis("main", "sm", 0, ValidatorSet([Validator(key.public_bytes(), 1, "v")]), ChainParams())
+    client = Client("http://gateway.example:7700", "main", app=app, trusted=genesis if trusting else None)
+    client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(capture))
+    tx = sign_tx(key, "main", b"\x01" * 32, "evidence", "put", EvidencePut(b"\x02" * 32, "f", {}, b""), 10)
+    with client:
+        for call in (lambda: client.submit(tx), lambda: client.evidence_page(key.public_bytes(), limit=5)):
+            with pytest.raises((ApiError, UntrustedAnswer)):
+                call()
+    post, get = seen
+    # The query goes as its canonical form, which is what is signed.
+    assert post.url.query == b"timeout=30&wait=commit"
+    assert get.url.query == f"limit=5&owner={key.public_hex()}".encode()
+    nonces = set()
+    for request in seen:
+        path, _, query = request.url.raw_path.partition(b"?")
+        assert request.headers["host"] == "gateway.example:7700"
+        verify_request(
+            key.public_bytes(),
+            request.headers,
+            request.method,
+            request.headers["host"],
+            path.decode(),
+            parse_query(query),
+            request.content,
+            now_ms=int(request.headers["x-zhongshu-timestamp"]),
+        )
+        nonces.add(request.headers["x-zhongshu-nonce"])
+    # A fresh nonce each time, one per request (the answer's signature names the same one).
+    assert len(nonces) == 2
