@@ -51,7 +51,7 @@ from zhongshu.node.chain import ChainNode
 from zhongshu.node.home import KEY_FILE, init_single_home, load_home
 from zhongshu.node.signer import Signer
 from zhongshu.node.solo_node import SoloNode
-from zhongshu.sdk import Client, PrivateKey, evidence_tx, load_key, new_key, save_key
+from zhongshu.sdk import Client, PrivateKey, evidence_tx, load_app, load_key, new_key, save_key
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SERVE_TIMEOUT = 30.0
@@ -485,6 +485,9 @@ def test_app_register_writes_its_key_and_config(hub: Hub, court: Org, records: C
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     app = hub.read(f"/v1/hub/apps/{app_id}")
     public = load_key(key_file).public_hex()
+    # The SDK reads the pair as the app's credentials.
+    credentials = load_app(config)
+    assert (credentials.app_id, credentials.key.public_hex()) == (app_id, public)
     assert (app["org_id"], app["name"], app["status"], app["public_key"]) == (
         "court",
         "Case filing",
@@ -520,6 +523,7 @@ def test_app_rotate_key_retires_the_old_key(hub: Hub, court: Org, records: Chain
     assert stat.S_IMODE(new_file.stat().st_mode) == 0o600
     assert json.loads((out / "app.json").read_text()) == {"app_id": app_id, "key_file": "app_key-2.pem"}
     new = load_key(new_file).public_hex()
+    assert load_app(out / "app.json").key.public_hex() == new
     app = hub.read(f"/v1/hub/apps/{app_id}")
     assert app["public_key"] == new
     assert [(k["public_key"], k["status"], k["until_height"]) for k in app["keys"]] == [

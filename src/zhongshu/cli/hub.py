@@ -69,6 +69,7 @@ def read_public_key(value: str) -> bytes:
     public key (SubjectPublicKeyInfo); UsageProblem for anything else."""
     from zhongshu.crypto import CryptoError, get_suite, load_private_key_pem
 
+    # Hex digits of a key's length are the key itself; anything else names a file.
     if HEX_KEY.fullmatch(value):
         return bytes.fromhex(value)
     path = Path(value)
@@ -79,12 +80,14 @@ def read_public_key(value: str) -> bytes:
             f"{value!r} is neither a public key in hex (64 or 130 digits) nor a readable PEM file "
             f"({exc.strerror or exc})"
         ) from None
+    # A private key file gives its public half.
     if b"PRIVATE KEY-----" in pem:
         try:
             return load_private_key_pem(pem).public_bytes()
         except CryptoError as exc:
             raise UsageProblem(f"{path}: {exc}") from None
     der = _pem_body(pem, "PUBLIC KEY", path)
+    # A public key file holds the SubjectPublicKeyInfo of an SM2 or an Ed25519 key.
     for prefix, suite in SPKI_PREFIXES.items():
         if der.startswith(prefix):
             key = der[len(prefix) :]
@@ -237,6 +240,7 @@ def served_height(api: str, chain: str) -> Callable[[], int | None]:
 
 def free_path(path: Path) -> Path:
     """``path``, refused (UsageProblem) if something is there already: nothing is overwritten."""
+    # Nothing is at the path yet.
     if path.exists():
         raise UsageProblem(f"{path} exists; refusing to overwrite it")
     return path
@@ -437,6 +441,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         value = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageProblem(f"cannot read {path}: {exc}") from None
+    # An app config is a JSON object (the SDK's credentials file).
     if not isinstance(value, dict):
         raise UsageProblem(f"{path} is not an app config (a JSON object)")
     return value

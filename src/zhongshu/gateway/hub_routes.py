@@ -250,6 +250,7 @@ def hub_router(hub: ChainNode) -> APIRouter:
 
     def chain_record(read: Reader, name: str) -> ChainRecord:
         record = get_chain(read, name)
+        # The hub created a chain of that name (stopped ones included).
         if record is None:
             raise errors.NotFound(f"the hub holds no chain {name[:80]!r}; GET /v1/hub/chains lists them")
         return record
@@ -280,6 +281,7 @@ def hub_router(hub: ChainNode) -> APIRouter:
         """An organization: name, admins' keys, status."""
         with reading() as read:
             org = get_org(read, org_id)
+        # The hub holds the organization.
         if org is None:
             raise errors.NotFound(f"the hub holds no organization {org_id[:80]!r}")
         return org_view(org)
@@ -292,6 +294,7 @@ def hub_router(hub: ChainNode) -> APIRouter:
             raise errors.BadRequest(f"an app id is 'app-' and 16 lowercase hex digits, not {app_id[:80]!r}")
         with reading() as read:
             app = get_app(read, app_id)
+        # The hub registered the app.
         if app is None:
             raise errors.NotFound(f"the hub holds no application {app_id!r}")
         return app_view(app)
@@ -309,6 +312,7 @@ def hub_router(hub: ChainNode) -> APIRouter:
         key = parse_public_key(public_key)
         with reading() as read:
             member = get_member(read, key)
+        # The key holds a role in an organization.
         if member is None:
             raise errors.NotFound(f"the key {key.hex()[:16]}... is no member of any organization")
         return member_view(member)
