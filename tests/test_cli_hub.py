@@ -53,6 +53,8 @@ from zhongshu.node.signer import Signer
 from zhongshu.node.solo_node import SoloNode
 from zhongshu.sdk import Client, PrivateKey, evidence_tx, load_app, load_key, new_key, save_key
 
+pytestmark = pytest.mark.slow
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SERVE_TIMEOUT = 30.0
 """Seconds the in-process node may take to start serving."""
