@@ -258,10 +258,15 @@ class AppGate:
         headers: Mapping[str, str],
         body: bytes,
     ) -> AppIdentity:
-        """The app that signed this request, or the refusal of the first check that fails
-        (module docstring). ``host`` is the Host header as received, ``raw_path`` the path of the
-        request line (percent-encoding untouched), ``raw_query`` the query string as sent,
-        ``headers`` every header (a repeated one must appear twice), ``body`` the exact bytes."""
+        """The app that signed this request, or the refusal of the first check that fails, in
+        this order: headers well-formed (AppAuthRequired, MalformedAuth) → app known (UnknownApp)
+        → signature by the current key (else RetiredKey for an old key, else BadSignature) → app
+        and organization active (AppDisabled) → timestamp (StaleRequest) → nonce (ReplayedNonce,
+        NonceWindowFull) → rate (RateLimited).
+
+        ``host`` is the Host header as received, ``raw_path`` the path of the request line
+        (percent-encoding untouched), ``raw_query`` the query string as sent, ``headers`` every
+        header (a repeated one must appear twice), ``body`` the exact bytes."""
         names = {name.lower() for name in headers}
         # A route that needs a signed request gets one: an app id or a signature at least (a
         # nonce alone asks only for a signed answer).
@@ -295,10 +300,13 @@ class AppGate:
                     "its applications may no longer call the hub"
                 )
         now = self.clock_ms()
+        # The request was signed within 5 minutes of the node's clock.
         check_timestamp(auth.timestamp_ms, now)
+        # The nonce is new for this app (here, or gossiped from another hub node).
         self.nonces.check_and_remember(auth.app_id, auth.nonce, auth.timestamp_ms, now)
         if self.on_nonce is not None:
             self.on_nonce(auth.app_id, auth.nonce, auth.timestamp_ms)
+        # The app has a request left in its rate.
         self._take_token(app, now)
         return AppIdentity(app.app_id, app.org_id, app.public_key, auth.nonce, auth.timestamp_ms)
 
