@@ -6,14 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 
+from zhongshu.hub.homes import init_hub
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.node.home import load_home
-from zhongshu.p2p.netinit import init_network
 
 
 class NetworkError(RuntimeError):
@@ -31,25 +32,36 @@ def node_homes(root: Path) -> list[Path]:
 def ensure_network(
     root: Path, nodes: int, suite: str, base_port: int, now_ms: int
 ) -> tuple[list[Path], bool]:
-    """The homes of an N-node network under ``root``, created on first use."""
+    """The homes of an N-node network under ``root``, created on first use (as a hub: the
+    hub chain on every node, ``zhongshu.hub.homes``); an existing network is resumed as it is."""
     if (root / "genesis.json").exists():
         raise NetworkError(f"{root} holds a single-node chain; pick another --home for {nodes} nodes")
     homes = node_homes(root)
     if not homes:
-        return init_network(root, nodes, suite, base_port, now_ms), True
+        return init_hub(root, nodes, suite, base_port, now_ms), True
     if len(homes) != nodes:
         raise NetworkError(f"{root} holds a network of {len(homes)} nodes, not {nodes}")
     return homes, False
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, chain_id: str) -> bool:
     try:
-        return httpx.get(f"{url}/v1/chains/main/status", timeout=1).status_code == 200
+        return httpx.get(f"{url}/v1/chains/{chain_id}/status", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def run_network(root: Path, homes: list[Path], created: bool, console: Console) -> int:
+AfterReady = Callable[[list[str]], list[str]]
+"""Run once every node serves, with their API URLs; returns more lines for the banner."""
+
+
+def run_network(
+    root: Path,
+    homes: list[Path],
+    created: bool,
+    console: Console,
+    after_ready: AfterReady | None = None,
+) -> int:
     """Start one process per home, print the URLs, stop them all on Ctrl-C; return the exit code."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
@@ -75,6 +87,7 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
                     stdin=subprocess.DEVNULL,
                 )
             )
+        genesis = load_genesis(homes[0] / "genesis.json")
         deadline = time.monotonic() + 60
         pending = set(range(len(homes)))
         while pending:
@@ -83,12 +96,12 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
                     raise NetworkError(
                         f"node{i} exited with {procs[i].returncode}; see {homes[i] / 'node.log'}"
                     )
-                if _ready(urls[i]):
+                if _ready(urls[i], genesis.chain_id):
                     pending.discard(i)
             if time.monotonic() > deadline:
                 raise NetworkError(f"nodes {sorted(pending)} not serving after 60 s")
             time.sleep(0.1)
-        genesis = load_genesis(homes[0] / "genesis.json")
+        extra = after_ready(urls) if after_ready is not None else []
         console.print(
             f"[bold green]zhongshu[/] {'created' if created else 'resumed'} chain "
             f"[bold]{genesis.chain_id}[/] (suite {genesis.suite}) on {len(homes)} validator nodes in {root}"
@@ -96,6 +109,8 @@ def run_network(root: Path, homes: list[Path], created: bool, console: Console) 
         for i, url in enumerate(urls):
             console.print(f"  node{i}  API {url}/v1/chains/{genesis.chain_id}/status   OpenAPI {url}/docs")
         console.print(f"  genesis  {homes[0] / 'genesis.json'}")
+        for line in extra:
+            console.print(line, highlight=False)
         console.print("Press Ctrl-C to stop.")
         sys.stdout.flush()
         while True:

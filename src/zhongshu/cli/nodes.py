@@ -83,6 +83,7 @@ def up(
         raise CliError("--nodes must be at least 1")
     if nodes > 1:
         from zhongshu.cli.network import NetworkError, ensure_network, run_network
+        from zhongshu.hub.homes import is_hub_home
         from zhongshu.node.lock import acquire_home_lock, check_home_unlocked
 
         home.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,8 @@ def up(
                     check_home_unlocked(node_home)
                 os.environ[LOG_FORMAT_ENV] = log_format
                 _stop_once_on_sigint()
-                code = run_network(home, homes, created_net, out)
+                after = _hub_banner(home, suite) if is_hub_home(homes[0]) else None
+                code = run_network(home, homes, created_net, out, after)
             except NetworkError as exc:
                 raise CliError(str(exc)) from None
         if code:
@@ -120,6 +122,37 @@ def up(
         sys.stdout.flush()
 
     _serve(home, port, banner, log_format)
+
+
+def _hub_banner(root: Path, suite: str) -> Callable[[list[str]], list[str]]:
+    """Once the hub's nodes serve: set up (or find) the demo organization, chain and app
+    (zhongshu.cli.hubdemo) and describe them for the banner."""
+
+    def after_ready(urls: list[str]) -> list[str]:
+        from zhongshu.cli.hubdemo import DemoError, ensure_demo
+        from zhongshu.cli.network import NetworkError
+
+        try:
+            demo = ensure_demo(root, urls[0], suite)
+        except DemoError as exc:
+            raise NetworkError(str(exc)) from None
+        created = (
+            f" (created; first block {demo.first_block_seconds:.2f} s after its creation)"
+            if demo.first_block_seconds is not None
+            else ""
+        )
+        trust = root / "node0" / "chains" / demo.chain / "genesis.json"
+        return [
+            f"  operator key  {demo.operator_key}",
+            f"  demo chain    {demo.chain}  {urls[0]}/v1/chains/{demo.chain}/status{created}",
+            f"  demo app      {demo.app_id}  credentials {demo.app_file}",
+            f"  demo org admin key  {demo.admin_key}",
+            "Try it:",
+            f"  zhongshu evidence put FILE --app {demo.app_file} --proof-out bundle.json",
+            f"  zhongshu verify bundle.json --file FILE --trust {trust}",
+        ]
+
+    return after_ready
 
 
 @friendly

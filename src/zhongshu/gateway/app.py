@@ -379,6 +379,10 @@ def create_app(
         if len(txs) > MAX_BATCH:
             raise errors.TooLarge(f"a batch holds at most {MAX_BATCH} transactions")
         charge: TxCharge | None = None
+        served = chains.get(chain)
+        # A chain the hub stopped says so (its grants no longer hold either).
+        if served is not None and served.stopped:
+            raise errors.ChainStopped(f"chain {chain!r} was stopped by the hub; it is read-only")
         if gate is not None and identity is not None:
             # Every transaction is one the app is granted on this chain, within its daily quota.
             charge = gate.check_txs(identity, chain, txs)

@@ -223,6 +223,12 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             ),
             _refusal(errors.UnknownChain, 404, "The node serves no such chain."),
             _refusal(
+                errors.ChainStopped,
+                409,
+                "The hub stopped the chain: its blocks, transactions and proofs stay readable, "
+                "it takes no more transactions.",
+            ),
+            _refusal(
                 errors.NotFound,
                 404,
                 "No such transaction, block, evidence record, problem code or path.",

@@ -15,7 +15,10 @@ from types import FrameType
 import uvicorn
 
 from zhongshu.gateway.app import create_app
+from zhongshu.gateway.appauth import AppGate
 from zhongshu.gateway.connections import ConnectionLimits, connection_cap, guarded_protocol
+from zhongshu.gateway.hub_routes import hub_router
+from zhongshu.gateway.nonce_gossip import share_nonces
 from zhongshu.gateway.ratelog import install_rate_limit, remove_rate_limit
 from zhongshu.hub.chains import HUB_CHAIN
 from zhongshu.hub.factory import registry_for
@@ -181,8 +184,13 @@ async def _serve_locked(
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
         )
-    chains: dict[str, ChainNode] = host.chains if host is not None else {genesis.chain_id: node}
-    app = create_app(chains, node_key=key)
+    if host is not None:
+        # A hub node: applications sign their requests to business chains; nonces are shared.
+        gate = AppGate(host.hub)
+        share_nonces(gate, host.mux, [v.public_key for v in genesis.validators.validators])
+        app = create_app(host.chains, node_key=key, access=gate, routers=[hub_router(host.hub)])
+    else:
+        app = create_app({genesis.chain_id: node}, node_key=key)
     limits = ConnectionLimits(max_connections=connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
     uv = _Server(
         uvicorn.Config(

@@ -269,7 +269,7 @@ class ChainNode:
         """
         messages = sign_bytes if sign_bytes is not None else [tx.sign_bytes() for tx in txs]
         items = [(tx.sender, m, tx.signature) for tx, m in zip(txs, messages, strict=True)]
-        failures, cpu = await self.verifier.check(items)
+        failures, cpu = await self.verifier.check(items, self.genesis.suite)
         self.metrics.verify_cpu_seconds += cpu
         # The workers name each failure by its problem code (invalid-public-key, invalid-signature).
         return [(i, refusal(kind, why)) for i, kind, why in failures]

@@ -180,7 +180,8 @@ def _warm(suite_name: str) -> None:
 
 
 class SenderVerifier:
-    """A pool of worker processes checking sender keys and signatures for one chain's suite."""
+    """A pool of worker processes checking sender keys and signatures, for the chains of a node
+    (``suite_name`` is the suite its workers load at start; others load on first use)."""
 
     def __init__(self, suite_name: str, workers: int | None = None) -> None:
         self.suite_name = suite_name
@@ -206,11 +207,16 @@ class SenderVerifier:
             *(loop.run_in_executor(pool, _warm, self.suite_name) for _ in range(self.workers))
         )
 
-    async def check(self, items: Sequence[Item]) -> tuple[list[Failure], float]:
-        """The failures among ``items`` (indices into it, in order) and the workers' CPU seconds."""
+    async def check(
+        self, items: Sequence[Item], suite_name: str | None = None
+    ) -> tuple[list[Failure], float]:
+        """The failures among ``items`` (indices into it, in order) and the workers' CPU seconds.
+
+        ``suite_name``: the suite of the chain the items are from (a pool serves every chain of
+        a node, whatever its suite); the pool's own suite when not given."""
         if not items:
             return [], 0.0
-        starts, parts = await self._run(check_items, self.suite_name, items)
+        starts, parts = await self._run(check_items, suite_name or self.suite_name, items)
         failures = [
             (s + i, kind, why) for s, (bad, _) in zip(starts, parts, strict=True) for i, kind, why in bad
         ]
