@@ -283,7 +283,9 @@ def _hash_of(tx: Any) -> str:
 
 
 def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> None:
-    """What `make run` does: four node processes; any node takes a deposit; the proof verifies."""
+    """What `make run` does, then the README's next two commands: a four-node hub with the demo
+    organization, chain and app; the app deposits through any node; the proof verifies offline
+    against the chain's genesis file the node derived from the hub."""
     base = free_base(N)
     home = tmp_path / "hub"
     log_path = tmp_path / "up.log"
@@ -311,20 +313,24 @@ def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> Non
         banner = log_path.read_text()
         assert up.poll() is None, banner
         for i in range(4):
-            assert f"http://127.0.0.1:{base + i}/v1/chains/main/status" in banner
-        key = tmp_path / "k.pem"
+            assert f"http://127.0.0.1:{base + i}/v1/chains/hub/status" in banner
+        # The banner names the operator key, the demo chain and the demo app's credentials.
+        app_file = home / "demo" / "app.json"
+        assert f"operator key  {home / 'operator_key.pem'}" in banner
+        assert f"http://127.0.0.1:{base}/v1/chains/main/status" in banner
+        assert str(app_file) in banner and json.loads(app_file.read_text())["app_id"] in banner
+        assert (home / "operator_key.pem").stat().st_mode & 0o077 == 0
         doc = tmp_path / "contract.txt"
         doc.write_text("a contract deposited on a four-node chain\n")
         run = [sys.executable, "-m", "zhongshu"]
-        assert subprocess.run([*run, "keys", "new", "--out", str(key)], env=cli_env()).returncode == 0
         put = subprocess.run(
             [
                 *run,
                 "evidence",
                 "put",
                 str(doc),
-                "--key",
-                str(key),
+                "--app",
+                str(app_file),
                 "--api",
                 f"http://127.0.0.1:{base + 2}",
                 "--proof-out",
@@ -337,6 +343,16 @@ def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> Non
         assert put.returncode == 0, put.stderr
         bundle = json.loads((tmp_path / "b.json").read_text())
         assert len(bundle["commit"]["signatures"]) >= 3
+        # Without the app's signature a hub node refuses the deposit on a business chain.
+        key = tmp_path / "k.pem"
+        assert subprocess.run([*run, "keys", "new", "--out", str(key)], env=cli_env()).returncode == 0
+        unsigned = subprocess.run(
+            [*run, "evidence", "put", str(doc), "--key", str(key), "--api", f"http://127.0.0.1:{base}"],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert unsigned.returncode == 1 and "app-auth-required" in unsigned.stderr, unsigned.stderr
         verify = subprocess.run(
             [
                 *run,
@@ -345,7 +361,7 @@ def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> Non
                 "--file",
                 str(doc),
                 "--trust",
-                str(home / "node0" / "genesis.json"),
+                str(home / "node0" / "chains" / "main" / "genesis.json"),
             ],
             env=cli_env(),
             capture_output=True,

@@ -152,7 +152,15 @@ def not_committed(client: Client, tx_hash: str, timeout: float) -> NotCommitted:
 @friendly
 def evidence_put(
     file: Path = typer.Argument(..., help="The file whose digest to deposit (hashed as a stream)."),
-    key: Path = typer.Option(..., help="PEM private key that signs the deposit."),
+    key: Path = typer.Option(
+        None, help="PEM private key that signs the deposit (default: the --app key, on an sm chain)."
+    ),
+    app: Path = typer.Option(
+        None,
+        envvar="ZHONGSHU_APP",
+        help="Application credentials (app.json, written by `zhongshu app register` or `up`): a hub "
+        "node takes deposits on a business chain only in requests its app signs.",
+    ),
     api: str = api_option(),
     chain: str = chain_option(),
     proof_out: Path = typer.Option(None, help="Write the proof bundle (JSON) here."),
@@ -170,17 +178,24 @@ def evidence_put(
 ) -> None:
     """Deposit FILE's digest: print `accepted <tx hash>` once the node takes it, then `committed
     at height H`. Exit 4 when it is not committed within --timeout (it may still commit)."""
-    from zhongshu.sdk import DEFAULT_VALIDITY, Client, Receipt, evidence_tx, load_key, save_proof
+    from zhongshu.sdk import DEFAULT_VALIDITY, Client, Receipt, evidence_tx, load_app, load_key, save_proof
 
     check_algorithm(algorithm)
+    credentials = load_app(app) if app is not None else None
+    # Someone signs the deposit: the key given, or the app's own.
+    if key is not None:
+        signer = load_key(key)
+    elif credentials is not None:
+        signer = credentials.key
+    else:
+        raise UsageProblem("give --key (the signer's PEM key) or --app (an app's credentials file)")
     # The wait is a positive number of seconds.
     if not timeout > 0:
         raise UsageProblem(f"--timeout {timeout:g} is not a positive number of seconds")
     extra = parse_metadata(list(metadata or []))
-    signer = load_key(key)
     suite = signer.suite.name
     say = err if as_json else out
-    with open_input(file) as stream, Client(api, chain) as client:
+    with open_input(file) as stream, Client(api, chain, app=credentials) as client:
         status = client.status()
         # The key must be of the chain's suite, or the node refuses its signature.
         if status.suite != suite:
