@@ -39,7 +39,7 @@ from zhongshu.hub.roles import OrgCreate
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.proof import verify_bundle
 from zhongshu.ledger.types import ChainParams
-from zhongshu.p2p.channels import ChannelMux, encode_channel_message
+from zhongshu.p2p.channels import encode_channel_message, open_mux
 from zhongshu.p2p.netinit import load_transport_config
 from zhongshu.sdk import AppCredentials, Client, load_key
 
@@ -245,7 +245,7 @@ def _flood(home: Path, chain: str, stop: threading.Event, sent: list[int]) -> No
 
     async def run() -> None:
         config = load_transport_config(home)
-        mux = ChannelMux(dataclasses.replace(config, max_frame=8 * 1024 * 1024, queue_bytes=64 * 1024 * 1024))
+        mux = open_mux(dataclasses.replace(config, max_frame=8 * 1024 * 1024, queue_bytes=64 * 1024 * 1024))
         await mux.start()
         try:
             while not stop.is_set():

@@ -30,9 +30,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from zhongshu.crypto import get_suite
+from zhongshu.gateway.access import new_nonce
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.hashing import compute_genesis_hash
 from zhongshu.node.home import init_single_home
+from zhongshu.sdk.app import AppCredentials
+from zhongshu.sdk.transport import sign_app_request
 
 VERIFY_SECONDS = 3.0
 
@@ -162,11 +165,13 @@ async def _load(
     rate: float | None = None,
     label: str = "load",
     wire: str = "msgpack",
+    app: AppCredentials | None = None,
 ) -> tuple[list[tuple[float, float, int]], float, float]:
     """Send the batches round-robin to the nodes' gateways, each with ``?wait=commit``.
 
     Closed loop (``concurrency`` requests in flight) or, with ``rate``, open loop: batch i is
-    sent at start + i * batch / rate, so latency is measured at that offered load.
+    sent at start + i * batch / rate, so latency is measured at that offered load. With ``app``
+    each request is signed by that application (docs/access-spec.md), as a hub node requires.
     """
     task = progress.add_task(label, total=len(bodies))
     from zhongshu.gateway.binary import MSGPACK, decode_answer
@@ -192,12 +197,16 @@ async def _load(
                 url = urls[index % len(urls)]
                 sent = time.perf_counter()
                 while True:
-                    r = await client.post(
+                    request = client.build_request(
+                        "POST",
                         f"{url}/v1/chains/{chain}/txs",
                         content=batches[index],
                         params={"wait": "commit", "timeout": "60"},
                         headers={"content-type": media, "accept": media},
                     )
+                    if app is not None:
+                        sign_app_request(request, app, new_nonce(), time.time_ns() // 1_000_000)
+                    r = await client.send(request)
                     if r.status_code == 503:  # mempool full: back off and retry the batch
                         await asyncio.sleep(0.05)
                         continue
@@ -303,12 +312,19 @@ def _stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _presign_all(
-    suite: str, genesis_hash: bytes, count: int, cores: int, progress: Progress, label: str, wire: str
+    suite: str,
+    genesis_hash: bytes,
+    count: int,
+    cores: int,
+    progress: Progress,
+    label: str,
+    wire: str,
+    chain: str = "main",
 ) -> list[bytes]:
     ptask = progress.add_task(label, total=count)
     per_job = 500
     jobs = [
-        (wire, suite, "main", genesis_hash, 1_000_000, min(per_job, count - i))
+        (wire, suite, chain, genesis_hash, 1_000_000, min(per_job, count - i))
         for i in range(0, count, per_job)
     ]
     bodies: list[bytes] = []

@@ -203,15 +203,23 @@ def network_init(
     api_local: bool = typer.Option(
         False, "--api-local", help="Bind every node's API to 127.0.0.1 (a reverse proxy in front)."
     ),
+    hub: bool = typer.Option(
+        False,
+        "--hub",
+        help="Make a hub (as `up` does): the chain `hub` on every node, both suites' node keys, "
+        "hub.json, and the operator key in --out (keep it off the nodes).",
+    ),
 ) -> None:
     """Create the homes of an N-node network: keys, CA and TLS certificates, one genesis."""
+    from zhongshu.hub.homes import OPERATOR_KEY_FILE, init_hub
     from zhongshu.p2p.netinit import NetworkInitError, init_network, plan_addresses
 
     get_suite(suite)
     host_list = hosts.split(",") if hosts is not None else None
+    make = init_hub if hub else init_network
     try:
         addresses = plan_addresses(nodes, base_port, host_list, listen=listen, api_local=api_local)
-        homes = init_network(
+        homes = make(
             out_dir, nodes, suite, base_port, now_ms(), hosts=host_list, listen=listen, api_local=api_local
         )
     except NetworkInitError as exc:
@@ -223,6 +231,8 @@ def network_init(
             markup=False,
         )
     out.print(f"genesis {homes[0] / 'genesis.json'}", highlight=False)
+    if hub:
+        out.print(f"operator key {out_dir / OPERATOR_KEY_FILE}", highlight=False)
 
 
 # -- backup and restore -----------------------------------------------------------------
@@ -269,6 +279,37 @@ def restore(
 # -- bench ------------------------------------------------------------------------------
 
 
+def _bench_hub(
+    suite: str, txs: int, batch: int, concurrency: int, chains: int, as_json: bool, write_docs: bool | None
+) -> None:
+    from dataclasses import asdict
+
+    from zhongshu.cli import hubbench
+
+    console = err if as_json else out
+    result = hubbench.run_hub_bench(
+        suite=suite,
+        txs=txs,
+        batch=batch,
+        concurrency=concurrency,
+        chains=chains,
+        creations=max(10, chains),
+        console=console,
+    )
+    hubbench.render(result, console)
+    root = Path.cwd()
+    console.print(f"saved {hubbench.save_result(result, root)}", highlight=False)
+    if write_docs is None:
+        write_docs = (root / "docs" / "performance.md").exists()
+    if write_docs:
+        doc = hubbench.update_performance_doc(root / "docs" / "performance.md", result)
+        console.print(f"updated {doc}", highlight=False)
+    if as_json:
+        import json
+
+        print(json.dumps(asdict(result)))
+
+
 @friendly
 def bench(
     nodes: int = typer.Option(1, help="Validator nodes (real processes)."),
@@ -286,8 +327,18 @@ def bench(
     wire: str = typer.Option(
         "msgpack", help="msgpack: the binary submission route (the SDK's); json: the JSON route."
     ),
+    hub: bool = typer.Option(
+        False,
+        "--hub",
+        help="Measure the hub instead (4 nodes): chain creation time, access overhead, several "
+        "chains at once (--chains).",
+    ),
+    chains: int = typer.Option(5, help="With --hub: chains loaded at once."),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
+    if hub:
+        _bench_hub(suite, txs, batch, concurrency, chains, as_json, write_docs)
+        return
     from zhongshu.cli.bench import render, run_bench, save_result, summary_json
     from zhongshu.cli.perfdoc import update_performance_doc
 

@@ -186,8 +186,11 @@ async def _serve_locked(
         )
     if host is not None:
         # A hub node: applications sign their requests to business chains; nonces are shared.
-        gate = AppGate(host.hub)
-        share_nonces(gate, host.mux, [v.public_key for v in genesis.validators.validators])
+        gate = AppGate(host.hub) if config.app_auth else None
+        if gate is not None:
+            share_nonces(gate, host.mux, [v.public_key for v in genesis.validators.validators])
+        else:
+            log.warning("app_auth is false: business chains take unsigned requests (for measuring only)")
         app = create_app(host.chains, node_key=key, access=gate, routers=[hub_router(host.hub)])
     else:
         app = create_app({genesis.chain_id: node}, node_key=key)

@@ -42,7 +42,7 @@ from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.home import NodeConfig
 from zhongshu.node.replica import Replica
 from zhongshu.node.verifier import SenderVerifier
-from zhongshu.p2p.channels import Channel, ChannelMux
+from zhongshu.p2p.channels import Channel, open_mux
 from zhongshu.p2p.config import FRAME_MARGIN
 from zhongshu.p2p.netinit import load_transport_config
 
@@ -77,7 +77,7 @@ class HubHost:
         self.verifier = SenderVerifier(genesis.suite, config.verify_workers or None)
         transport = load_transport_config(config.home)
         frame = LARGEST_BLOCK_BYTES + FRAME_MARGIN
-        self.mux = ChannelMux(
+        self.mux = open_mux(
             dataclasses.replace(transport, max_frame=frame, queue_bytes=max(transport.queue_bytes, 3 * frame))
         )
         self.crash_point = crash_point

@@ -45,6 +45,9 @@ class NodeConfig:
     """An idle BFT chain makes an empty block this long after its last block (``heartbeat_ms``)."""
     verify_workers: int = 0
     """Worker processes for admission and signature checks (``verify_workers``); 0: one per core."""
+    app_auth: bool = True
+    """On a hub node, whether business chains take only signed application requests
+    (``app_auth``). False is for measuring what the check costs (``zhongshu bench --hub``)."""
 
     @property
     def networked(self) -> bool:
@@ -100,6 +103,14 @@ def _int_field(doc: dict[str, object], name: str, default: int) -> int:
     return value
 
 
+def _bool_field(doc: dict[str, object], name: str, default: bool) -> bool:
+    value = doc.get(name, default)
+    # JSON true or false, nothing else.
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
 def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
     """Read config, genesis and key; raise HomeError with what is missing or wrong."""
     if not (home / GENESIS_FILE).exists():
@@ -121,6 +132,7 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
             peers,
             _int_field(doc, "heartbeat_ms", 60_000),
             _int_field(doc, "verify_workers", 0),
+            _bool_field(doc, "app_auth", True),
         )
         # The heartbeat must leave room for a round: at least one second.
         if config.heartbeat_ms < 1000:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import deque
@@ -212,9 +213,17 @@ class _Early:
 class ChannelMux:
     """One node's transport to the other hub nodes, shared by every chain it serves."""
 
-    def __init__(self, config: TransportConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.transport = Transport(config, self._on_message)
-        self.own_key = config.validator_key.public_bytes()
+    def __init__(
+        self,
+        make_transport: Callable[[Callable[[bytes, bytes], None]], Transport],
+        own_key: bytes,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``make_transport(on_message)``: the transport to the other nodes, which hands every
+        message of an authenticated peer to ``on_message`` (``open_mux`` makes the real one)."""
+        self.transport = make_transport(self._on_message)
+        self.own_key = own_key
         self._channels: dict[str, Channel] = {}
         self._early: deque[_Early] = deque()
         self._early_bytes = 0
@@ -299,3 +308,10 @@ class ChannelMux:
 
     def channel_metrics(self) -> dict[str, ChannelMetrics]:
         return {name: c.metrics for name, c in sorted(self._channels.items())}
+
+
+def open_mux(config: TransportConfig) -> ChannelMux:
+    """A mux over a mutual-TLS ``Transport`` of ``config`` (not started yet)."""
+    return ChannelMux(
+        functools.partial(Transport, config), config.validator_key.public_bytes()
+    )
