@@ -317,3 +317,86 @@ def _refused(client: Client, key: PrivateKey) -> str | None:
     except ApiError as exc:
         return exc.code
     return None
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zhongshu", *args], env=cli_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_command_line_makes_an_organization_member_app_and_chain(hub: Hub, tmp_path: Path) -> None:
+    """What an operator does from a terminal, on the real hub: each command one hub transaction;
+    the new chain commits blocks, `chain create` prints how long its first block took, and the
+    new app deposits on it through the CLI."""
+    api = hub.api(1)
+    operator = str(hub.root / OPERATOR_KEY_FILE)
+    admin, clerk = tmp_path / "admin.pem", tmp_path / "clerk.pem"
+    for key in (admin, clerk):
+        assert _cli("keys", "new", "--out", str(key)).returncode == 0
+    steps = [
+        ("org", "create", "court", "--name", "市中级人民法院", "--admin", str(admin), "--key", operator),
+        ("member", "add", str(clerk), "--org", "court", "--role", "member", "--key", str(admin)),
+        ("chain", "create", "filings", "--suite", "intl", "--org", "court", "--key", operator),
+        ("app", "register", "court", "filing", "--grant", "filings:evidence:*", "--key", str(admin)),
+    ]
+    outputs = []
+    for step in steps:
+        extra = ("--out", str(tmp_path / "app")) if step[:2] == ("app", "register") else ()
+        done = _cli(*step, *extra, "--api", api)
+        assert done.returncode == 0, f"{step}: {done.stdout}{done.stderr}"
+        outputs.append(done.stdout)
+    # chain create waited for the first block and said how long it took.
+    assert "first block" in outputs[2], outputs[2]
+    listed = _cli("chain", "list", "--json", "--api", api)
+    assert listed.returncode == 0 and "filings" in listed.stdout
+    doc = tmp_path / "filing.txt"
+    doc.write_text("a filing\n")
+    user = tmp_path / "user.pem"
+    assert _cli("keys", "new", "--suite", "intl", "--out", str(user)).returncode == 0
+    put = _cli(
+        "evidence", "put", str(doc), "--key", str(user), "--app", str(tmp_path / "app" / "app.json"),
+        "--chain", "filings", "--api", hub.api(3), "--proof-out", str(tmp_path / "b.json"),
+    )  # fmt: skip
+    assert put.returncode == 0, put.stdout + put.stderr
+    trust = hub.root / "node0" / "chains" / "filings" / "genesis.json"
+    verify = _cli("verify", str(tmp_path / "b.json"), "--file", str(doc), "--trust", str(trust))
+    assert verify.returncode == 0 and "VALID" in verify.stdout, verify.stdout + verify.stderr
+    # An org admin may not create chains: one line, exit 1.
+    refused = _cli("chain", "create", "rogue", "--key", str(admin), "--api", api, "--no-wait")
+    assert refused.returncode == 1 and "only the operator may create a chain" in refused.stderr
+
+
+def test_a_request_replayed_to_another_node_is_refused(hub: Hub) -> None:
+    """The exact bytes of a signed request, Host header included, sent again to another node of
+    the hub: that node learned the nonce from the first (channel ~nonces) and refuses it."""
+    import msgspec
+
+    from zhongshu.gateway.access import new_nonce, parse_query, sign_request
+    from zhongshu.sdk.tx import evidence_tx
+
+    assert hub.app is not None
+    with hub.client(0, "gamma") as client:
+        status = client.status()
+    suite = CHAINS["gamma"]
+    tx = evidence_tx(
+        hub.users[suite],
+        "gamma",
+        bytes.fromhex(status.genesis_hash),
+        get_suite(suite).hasher()(b"replayed"),
+        "replay",
+        status.height + 100,
+    )
+    body = msgspec.msgpack.encode([tx])
+    host = f"127.0.0.1:{hub.base}"
+    path, query = "/v1/chains/gamma/txs", "wait=commit"
+    now_ms = time.time_ns() // 1_000_000
+    app = hub.app
+    pairs = parse_query(query)
+    headers = sign_request(app.key, "POST", host, path, pairs, now_ms, new_nonce(), app.app_id, body)
+    headers |= {"host": host, "content-type": "application/msgpack"}
+    first = httpx.post(f"{hub.api(0)}{path}?{query}", content=body, headers=headers, timeout=30)
+    assert first.status_code == 200, first.text
+    for i in (0, 2):
+        again = httpx.post(f"{hub.api(i)}{path}?{query}", content=body, headers=headers, timeout=30)
+        assert again.status_code == 401 and again.json()["type"].endswith("/replayed-nonce"), (i, again.text)
