@@ -301,7 +301,7 @@ def module_twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nod
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     """Attach the tails of the nodes' logs to a failed test's report.
 
     The nodes are the live ones started here, and any fixture value with a ``logs()`` method
