@@ -30,6 +30,7 @@ import pytest
 from conftest import NodeProcess, cli_env, free_base, genesis_hash_of, run_cli, wait_for
 from zhongshu.cli.logs import JsonFormatter, TextFormatter
 from zhongshu.crypto import get_suite
+from zhongshu.ledger.genesis import load_genesis
 from zhongshu.node.lock import HomeLocked, acquire_home_lock
 from zhongshu.node.monitor import HealthSample, HealthWatch, describe_block
 from zhongshu.node.txcheck import tx_to_json
@@ -104,9 +105,12 @@ class Load:
     """A client thread that deposits evidence through the given APIs, one commit wait at a time."""
 
     def __init__(self, urls: list[str], genesis: Path) -> None:
+        """Load the chain of ``genesis`` (on a hub: the hub chain, which takes evidence from any
+        signer without an application's signature)."""
         self.urls = urls
         self.key = get_suite("sm").generate_private_key()
         self.genesis_hash = genesis_hash_of(genesis)
+        self.chain = load_genesis(genesis).chain_id
         self.committed = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -116,10 +120,10 @@ class Load:
         with httpx.Client(timeout=10) as http:
             while not self.stop.is_set():
                 n += 1
-                tx = evidence_tx(self.key, "main", self.genesis_hash, os.urandom(32), f"load-{n}", FAR)
+                tx = evidence_tx(self.key, self.chain, self.genesis_hash, os.urandom(32), f"load-{n}", FAR)
                 try:
                     r = http.post(
-                        f"{self.urls[n % len(self.urls)]}/v1/chains/main/txs",
+                        f"{self.urls[n % len(self.urls)]}/v1/chains/{self.chain}/txs",
                         json=tx_to_json(tx),
                         params={"wait": "commit", "timeout": "5"},
                     )
