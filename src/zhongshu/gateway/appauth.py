@@ -391,15 +391,16 @@ class AppGate:
                     f"its organization for one (hub.app grants)",
                     chain,
                 )
-            for tx in txs:
-                # Each call is one the app's grants on this chain name.
-                if not is_granted(read, identity.app_id, chain, tx.contract, tx.method):
+            # Each call is one the app's grants on this chain name (each distinct contract method
+            # once, in the order they first appear: a batch is mostly one method).
+            for contract, method in dict.fromkeys((tx.contract, tx.method) for tx in txs):
+                if not is_granted(read, identity.app_id, chain, contract, method):
                     raise ContractNotGranted(
-                        f"application {identity.app_id} is not granted {tx.contract}.{tx.method} "
+                        f"application {identity.app_id} is not granted {contract}.{method} "
                         f"on chain {chain!r}",
                         chain,
-                        tx.contract,
-                        tx.method,
+                        contract,
+                        method,
                     )
         return self._charge(app, len(txs))
 
