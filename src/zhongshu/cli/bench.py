@@ -336,12 +336,13 @@ def _presign_all(
     return bodies
 
 
-def _late_rounds(url: str, height: int) -> int:
-    """Blocks decided after round 0 (a proposal that did not gather 2/3 prevotes in time)."""
+def _late_rounds(url: str, height: int, chain: str = "main", first: int = 1) -> int:
+    """Blocks from ``first`` to ``height`` decided after round 0 (a proposal that did not
+    gather 2/3 prevotes in time)."""
     late = 0
     with httpx.Client(timeout=10) as client:
-        for h in range(1, height + 1):
-            if client.get(f"{url}/v1/chains/main/blocks/{h}").json()["commit"]["round"] > 0:
+        for h in range(first, height + 1):
+            if client.get(f"{url}/v1/chains/{chain}/blocks/{h}").json()["commit"]["round"] > 0:
                 late += 1
     return late
 

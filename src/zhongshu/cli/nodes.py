@@ -280,7 +280,14 @@ def restore(
 
 
 def _bench_hub(
-    suite: str, txs: int, batch: int, concurrency: int, chains: int, as_json: bool, write_docs: bool | None
+    suite: str,
+    txs: int,
+    batch: int,
+    concurrency: int,
+    chains: int,
+    chain_concurrency: int,
+    as_json: bool,
+    write_docs: bool | None,
 ) -> None:
     from dataclasses import asdict
 
@@ -295,10 +302,12 @@ def _bench_hub(
         chains=chains,
         creations=max(10, chains),
         console=console,
+        multi_concurrency=chain_concurrency or None,
     )
-    hubbench.render(result, console)
     root = Path.cwd()
-    console.print(f"saved {hubbench.save_result(result, root)}", highlight=False)
+    saved = hubbench.save_result(result, root)
+    hubbench.render(result, console)
+    console.print(f"saved {saved}", highlight=False)
     if write_docs is None:
         write_docs = (root / "docs" / "performance.md").exists()
     if write_docs:
@@ -334,10 +343,13 @@ def bench(
         "chains at once (--chains).",
     ),
     chains: int = typer.Option(5, help="With --hub: chains loaded at once."),
+    chain_concurrency: int = typer.Option(
+        0, help="With --hub: requests in flight per chain while all are loaded (0: --concurrency)."
+    ),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
     if hub:
-        _bench_hub(suite, txs, batch, concurrency, chains, as_json, write_docs)
+        _bench_hub(suite, txs, batch, concurrency, chains, chain_concurrency, as_json, write_docs)
         return
     from zhongshu.cli.bench import render, run_bench, save_result, summary_json
     from zhongshu.cli.perfdoc import update_performance_doc
