@@ -33,6 +33,8 @@ bench: $(STAMP)
 	# Four nodes share the two cores: 4 requests in flight (8 overload them; docs/performance.md).
 	$(BIN)/zhongshu bench --nodes 4 --suite sm --txs 8000 --concurrency 4
 	$(BIN)/zhongshu bench --nodes 4 --suite intl --txs 12000 --concurrency 4
+	# The hub: chain creation time, access overhead, five chains at once (docs/performance.md).
+	$(BIN)/zhongshu bench --hub --suite sm --txs 6000 --concurrency 4
 
 sim: $(STAMP)
 	SIM_SEEDS=$(or $(SEEDS),10000) $(BIN)/pytest tests/test_simulation.py -q -s

@@ -4,8 +4,9 @@
    submitting ``hub.chain.create`` to block 1 committed on every node (median and worst).
 2. **One chain alone**, loaded through signed application requests (one signature per batch
    request, as an application sends them).
-3. **Five chains at once**, each loaded exactly like the one alone (the same number of
-   transactions, batch size and requests in flight per chain, or ``--chain-concurrency``):
+3. **Five chains at once**, each given the one chain's whole load (the same number of
+   transactions and batch size), the one chain's requests in flight spread over them (at least
+   one each; ``--chain-concurrency`` sets it):
    their summed TPS against the one chain's, the longest time any chain went without a commit
    while all were loaded, and how many of their blocks needed more than one round.
 4. **Access overhead.** The same load on one chain, signed and unsigned in turn (five runs:
@@ -171,7 +172,10 @@ def run_hub_bench(
     cores = os.cpu_count() or 1
     columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     names = [f"bench-{i}" for i in range(creations)]
-    multi_concurrency = multi_concurrency or concurrency
+    # The same requests in flight in all, the one chain's spread over the chains (at least one
+    # each): on two cores, four nodes under more requests than that do less, not more
+    # (docs/performance.md).
+    multi_concurrency = multi_concurrency or max(1, concurrency // chains)
     with (
         tempfile.TemporaryDirectory(prefix="zhongshu-hubbench-") as tmp_name,
         Progress(*columns, console=console) as progress,

@@ -344,7 +344,9 @@ def bench(
     ),
     chains: int = typer.Option(5, help="With --hub: chains loaded at once."),
     chain_concurrency: int = typer.Option(
-        0, help="With --hub: requests in flight per chain while all are loaded (0: --concurrency)."
+        0,
+        help="With --hub: requests in flight per chain while all are loaded (0: --concurrency spread "
+        "over the chains, at least one each).",
     ),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
