@@ -92,6 +92,9 @@ class HubBenchResult:
     """... and unsigned (app_auth false), in between."""
     access_ratio: float
     """Mean signed TPS / mean unsigned TPS."""
+    access_cpu_share: float
+    """In the signed runs, the CPU the nodes' gateways spent checking app requests, as a share
+    of all the nodes' CPU (their processes and workers)."""
     machine: dict[str, Any] = field(default_factory=dict)
 
 
@@ -223,6 +226,7 @@ def run_hub_bench(
         # a restart (app_auth is read at start), so drift over the run weighs on both sides alike.
         signed_tps: list[float] = []
         unsigned_tps: list[float] = []
+        access_share: list[float] = []
         for signed in ACCESS_RUNS:
             bodies = presign(names[0], txs)
             _set_app_auth(homes, signed)
@@ -241,6 +245,8 @@ def run_hub_bench(
                         app=app if signed else None,
                     )
                 )
+                if signed:
+                    access_share.append(_access_share(urls))
             finally:
                 _stop_nodes(procs)
             (signed_tps if signed else unsigned_tps).append(_tps(records, start, end))
@@ -270,6 +276,7 @@ def run_hub_bench(
         unsigned_tps=[round(t, 1) for t in unsigned_tps],
         signed_tps=[round(t, 1) for t in signed_tps],
         access_ratio=round(signed_mean / unsigned_mean, 3) if unsigned_mean else 0.0,
+        access_cpu_share=round(statistics.mean(access_share), 4),
         machine={
             "cores": cores,
             "machine": platform.machine(),
@@ -277,6 +284,16 @@ def run_hub_bench(
             "system": platform.platform(),
         },
     )
+
+
+def _access_share(urls: list[str]) -> float:
+    """The CPU the nodes spent checking signed app requests, over all their CPU, since they started."""
+    checks = cpu = 0.0
+    for url in urls:
+        metrics = httpx.get(f"{url}/v1/chains/hub/status", timeout=10).json()["metrics"]
+        checks += float(metrics["access_check_seconds"])
+        cpu += float(metrics["process_cpu_seconds"])
+    return checks / cpu if cpu else 0.0
 
 
 def _set_app_auth(homes: list[Path], on: bool) -> None:
@@ -334,6 +351,7 @@ def render(result: HubBenchResult, console: Console) -> None:
     table.add_row("same load, signed, runs 1, 3, 5", " / ".join(f"{t:,.0f}" for t in result.signed_tps))
     table.add_row("same load unsigned, runs 2, 4", " / ".join(f"{t:,.0f}" for t in result.unsigned_tps))
     table.add_row("access overhead: mean signed / mean unsigned", f"{result.access_ratio:.2f}")
+    table.add_row("… CPU of the access checks / all node CPU", f"{result.access_cpu_share:.2%}")
     table.add_row(f"{result.chains} chains at once: summed", f"{result.multi_sum_tps:,.0f} TPS")
     table.add_row("… each", ", ".join(f"{t:,.0f}" for t in result.multi_tps))
     table.add_row(f"{result.chains} chains summed / one chain alone", f"{result.multi_ratio:.2f}")
@@ -380,6 +398,8 @@ def update_performance_doc(path: Path, result: HubBenchResult) -> Path:
             "| the same load with app authentication off, runs 2, 4 "
             f"| {' / '.join(f'{t:,.0f}' for t in result.unsigned_tps)} TPS | |",
             f"| **access overhead: mean signed / unsigned** | **{result.access_ratio:.2f}** | ≥ 0.9 |",
+            "| CPU the gateways spent checking app requests, share of all node CPU (signed runs) "
+            f"| {result.access_cpu_share:.2%} | |",
             f"| {result.chains} chains loaded at once ({result.multi_concurrency} requests in flight each), "
             f"summed | {result.multi_sum_tps:,.0f} TPS "
             f"({', '.join(f'{t:,.0f}' for t in result.multi_tps)}) | |",

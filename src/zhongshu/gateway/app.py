@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -364,7 +365,13 @@ def create_app(
         if gate is not None:
             # The application is authenticated first, from the exact body bytes it signed; the
             # chain is looked up once its grants are checked.
-            identity = _authenticate(gate, request, await request.body())
+            body = await request.body()
+            started = time.thread_time()
+            try:
+                identity = _authenticate(gate, request, body)
+            finally:
+                gate.hub.metrics.access_check_seconds += time.thread_time() - started
+                gate.hub.metrics.access_checks += 1
         else:
             node = chain_of(chain)
         if wait not in ("", "commit"):
@@ -385,7 +392,11 @@ def create_app(
             raise errors.ChainStopped(f"chain {chain!r} was stopped by the hub; it is read-only")
         if gate is not None and identity is not None:
             # Every transaction is one the app is granted on this chain, within its daily quota.
-            charge = gate.check_txs(identity, chain, txs)
+            started = time.thread_time()
+            try:
+                charge = gate.check_txs(identity, chain, txs)
+            finally:
+                gate.hub.metrics.access_check_seconds += time.thread_time() - started
         try:
             if node is None:
                 node = chain_of(chain)

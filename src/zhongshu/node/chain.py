@@ -82,6 +82,10 @@ class NodeMetrics:
     """Committing blocks to LMDB, fsync included."""
     blocks: int = 0
     committed_txs: int = 0
+    access_checks: int = 0
+    """On a hub node's hub chain: signed application requests the gateway checked (all chains)."""
+    access_check_seconds: float = 0.0
+    """... and the CPU seconds those checks took (signature, app record, grants, quotas)."""
 
 
 @dataclass(frozen=True)
