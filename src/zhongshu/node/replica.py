@@ -143,6 +143,15 @@ class _Assembly:
 _Item = EngineInput | _BuildNow | _Validated | _Synced | _Wake
 
 
+def _input_height(event: EngineInput) -> int:
+    """The height an engine input is about."""
+    if isinstance(event, SignedProposal | ProposalSigned):
+        return event.proposal.height
+    if isinstance(event, SignedVote | VoteSigned):
+        return event.vote.height
+    return event.height
+
+
 class Replica(ChainNode):
     """A validator node of a multi-validator chain."""
 
@@ -224,10 +233,25 @@ class Replica(ChainNode):
         super().close()
 
     async def _replay_or_start(self) -> None:
+        """Replay the WAL of the height after the stored tip, from its StartHeight on, or start it.
+
+        Records before that StartHeight are of the height already stored (a late vote handled
+        after the commit reset the log); they change nothing and are skipped. Without the
+        replay, what this node signed at that height would be lost to its engine while its
+        signer remembers it, and it could sign nothing more in that round.
+        """
         records = self.wal.read()
-        if records and isinstance(records[0], StartHeight) and records[0].height == self.height + 1:
-            log.info("replaying %d WAL records of height %d", len(records), self.height + 1)
-            for record in records:
+        start = next(
+            (
+                i
+                for i, record in enumerate(records)
+                if isinstance(record, StartHeight) and record.height == self.height + 1
+            ),
+            None,
+        )
+        if start is not None:
+            log.info("replaying %d WAL records of height %d", len(records) - start, self.height + 1)
+            for record in records[start:]:
                 await self._act(self.engine.handle(record), replaying=True)
             return
         self.wal.reset()
@@ -290,7 +314,12 @@ class Replica(ChainNode):
         await self._fill_assemblies()
 
     async def _feed(self, event: EngineInput) -> None:
-        """Log the input, then hand it to the engine and carry out what it asks."""
+        """Log the input, then hand it to the engine and carry out what it asks.
+
+        An input of a height already stored (a vote or timer queued before the commit) is
+        dropped: the engine would ignore it, and the log holds the running height only."""
+        if _input_height(event) <= self.height:
+            return
         self.wal.append(event)
         await self._act(self.engine.handle(event))
 
