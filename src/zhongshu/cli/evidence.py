@@ -199,7 +199,13 @@ def evidence_put(
         status = client.status()
         # The key must be of the chain's suite, or the node refuses its signature.
         if status.suite != suite:
-            raise Refused(f"chain {chain!r} uses suite {status.suite}, the key is {suite}")
+            hint = (
+                f"; the app's key is SM2: give --key with a key of suite {status.suite} "
+                f"(zhongshu keys new --suite {status.suite})"
+                if key is None
+                else ""
+            )
+            raise Refused(f"chain {chain!r} uses suite {status.suite}, the key is {suite}{hint}")
         algorithm = algorithm or SUITE_HASH[suite]
         size = os.fstat(stream.fileno()).st_size
         digest = hash_stream(algorithm, stream, file)

@@ -54,6 +54,8 @@ class Demo:
     chain: str
     first_block_seconds: float | None
     """Seconds from submitting the chain's creation to its first block; None if it existed."""
+    suite: str
+    """The demo chain's suite."""
 
 
 def _key_file(path: Path, suite: str) -> PrivateKey:
@@ -73,8 +75,15 @@ def _commit(client: Client, key: PrivateKey, contract: str, method: str, args: o
     return None if receipt.ok else receipt.receipt.error
 
 
+def _exists(api: str, path: str) -> bool:
+    """Whether the hub holds the record at ``path`` (a read route under /v1/hub)."""
+    return httpx.get(f"{api}/v1/hub/{path}", timeout=10).status_code == 200
+
+
 def _wait_initialised(client: Client, operator: PrivateKey, admin: PrivateKey, deadline: float) -> bool:
     """Create the demo organization once the hub knows its operator; False if it existed."""
+    if _exists(client.url, f"orgs/{DEMO_ORG}"):
+        return False
     org = OrgCreate(DEMO_ORG, "Demo organization", [admin.public_bytes()])
     while True:
         error = _commit(client, operator, "hub.org", "create", org)
@@ -102,10 +111,12 @@ def ensure_demo(root: Path, api: str, suite: str) -> Demo:
         nodes = [v.name for v in hub_genesis.validators.validators]
         started = time.monotonic()
         create = ChainCreate(DEMO_CHAIN, suite, nodes, ChainParams(), [DEMO_ORG])
-        error = _commit(client, operator, "hub.chain", "create", create)
-        if error is not None and not error.startswith("conflict"):
-            raise DemoError(f"the hub refused the demo chain: {error}")
-        created = error is None
+        created = False
+        if not _exists(api, f"chains/{DEMO_CHAIN}"):
+            error = _commit(client, operator, "hub.chain", "create", create)
+            if error is not None and not error.startswith("conflict"):
+                raise DemoError(f"the hub refused the demo chain: {error}")
+            created = error is None
         app_file = directory / APP_FILE
         if not app_file.exists():
             app_key_path = directory / APP_KEY_FILE
@@ -123,6 +134,11 @@ def ensure_demo(root: Path, api: str, suite: str) -> Demo:
     if created:
         _wait_first_block(api, deadline)
         first_block = time.monotonic() - started
+    else:
+        # A hub from an earlier run: its nodes bring the chain back as they start.
+        _wait_first_block(api, deadline)
+    # The first node wrote the chain's genesis (derived from the hub's record) when it started it.
+    chain_suite = load_genesis(root / "node0" / "chains" / DEMO_CHAIN / "genesis.json").suite
     return Demo(
         root / OPERATOR_KEY_FILE,
         directory / ADMIN_KEY_FILE,
@@ -130,6 +146,7 @@ def ensure_demo(root: Path, api: str, suite: str) -> Demo:
         app_id,
         DEMO_CHAIN,
         first_block,
+        chain_suite,
     )
 
 

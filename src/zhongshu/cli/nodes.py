@@ -142,13 +142,16 @@ def _hub_banner(root: Path, suite: str) -> Callable[[list[str]], list[str]]:
             else ""
         )
         trust = root / "node0" / "chains" / demo.chain / "genesis.json"
+        # The app's key is SM2: on an intl chain the deposit is signed by an Ed25519 key of its own.
+        signer = "" if demo.suite == "sm" else " --key user.pem"
         return [
             f"  operator key  {demo.operator_key}",
             f"  demo chain    {demo.chain}  {urls[0]}/v1/chains/{demo.chain}/status{created}",
             f"  demo app      {demo.app_id}  credentials {demo.app_file}",
             f"  demo org admin key  {demo.admin_key}",
             "Try it:",
-            f"  zhongshu evidence put FILE --app {demo.app_file} --proof-out bundle.json",
+            *([] if demo.suite == "sm" else ["  zhongshu keys new --suite intl --out user.pem"]),
+            f"  zhongshu evidence put FILE --app {demo.app_file}{signer} --proof-out bundle.json",
             f"  zhongshu verify bundle.json --file FILE --trust {trust}",
         ]
 
