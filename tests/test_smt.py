@@ -1,0 +1,285 @@
+"""The sparse Merkle tree (ledger/smt.py): versions, proofs, tampering, and a naive reference.
+
+The reference below (``naive_root``) is written apart from the module: a recursion over the
+whole set of key hashes with no shortcut other than the documented one (a subtree of one leaf
+is that leaf). The fixed vectors were computed once with it and are kept as hex.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zhongshu.codec import DecodeError
+from zhongshu.crypto import get_suite
+from zhongshu.ledger.smt import (
+    PLACEHOLDER,
+    MemoryNodeStore,
+    ProofLeaf,
+    SparseMerkleProof,
+    SparseMerkleTree,
+    decode_proof,
+    encode_proof,
+    verify_proof,
+    verify_proof_bytes,
+)
+
+Hasher = Callable[[bytes], bytes]
+
+SM3 = get_suite("sm").hasher()
+SHA256 = get_suite("intl").hasher()
+HASHERS = [pytest.param(SM3, id="sm3"), pytest.param(SHA256, id="sha256")]
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def naive_root(h: Hasher, pairs: dict[bytes, bytes]) -> bytes:
+    """The root of ``pairs`` by the definition: recursion over all key hashes, bit by bit."""
+    leaves = {int.from_bytes(h(k), "big"): h(v) for k, v in pairs.items()}
+    return _naive_subtree(h, leaves, 0)
+
+
+def _naive_subtree(h: Hasher, leaves: dict[int, bytes], depth: int) -> bytes:
+    if not leaves:
+        return b"\x00" * 32
+    if len(leaves) == 1:
+        ((path, value_hash),) = leaves.items()
+        return h(b"\x00" + path.to_bytes(32, "big") + value_hash)
+    left = {p: v for p, v in leaves.items() if not (p >> (255 - depth)) & 1}
+    right = {p: v for p, v in leaves.items() if (p >> (255 - depth)) & 1}
+    return h(b"\x01" + _naive_subtree(h, left, depth + 1) + _naive_subtree(h, right, depth + 1))
+
+
+def build(h: Hasher, pairs: dict[bytes, bytes]) -> tuple[SparseMerkleTree, bytes]:
+    tree = SparseMerkleTree(h, MemoryNodeStore())
+    root, nodes = tree.apply(PLACEHOLDER, pairs)
+    tree.store.put_nodes(nodes)
+    return tree, root
+
+
+# Fixed vectors: maps of ASCII keys and values, roots from naive_root (computed once, kept).
+VECTOR_MAPS: list[dict[bytes, bytes]] = [
+    {},
+    {b"a": b"1"},
+    {b"a": b"1", b"b": b"2"},
+    {b"a": b"1", b"b": b"2", b"c": b"3"},
+    {b"evidence/" + bytes([i]): b"v" * i for i in range(10)},
+]
+VECTOR_ROOTS = {
+    "sm3": [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "11d7c415611ca503345281bf03a60c8209a2df303c0d670a2b5d571f67dd5ae2",
+        "7bcde5415ed982a348a796bf179774bd19d1463ca63faf905f2fb0e1cb028ec1",
+        "1ffcb8e886a820fb323bfed9ee6d9d92d717a648c091383f509e42449b82b366",
+        "0a14736e9af3b29436bbecb39770e8a69c8f71ed12642329c1099447a553ab1c",
+    ],
+    "sha256": [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "565388d4bc00257133f799d9366ac97f6e949c18acc53d17457f8859ba0f08d3",
+        "70a50295110313dd28320faccbee14d04dc2894e877a2e407115a2f337ed4efa",
+        "8e2a164a410203f51300d7c6645b7a37f549768457be109acc126c63573a9e0a",
+        "1bb857213626045bb7e6b6fa881bcb1611fdf38beb8f01252cce87d00dd2e930",
+    ],
+}
+
+
+keys = st.binary(min_size=0, max_size=6)
+values = st.binary(min_size=0, max_size=4)
+# A run of batches over a small key universe, so keys are updated and deleted again and again.
+universes = st.lists(keys, min_size=1, max_size=14, unique=True)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[bytes], list[dict[bytes, bytes | None]]]:
+    universe = draw(universes)
+    batch = st.dictionaries(st.sampled_from(universe), st.none() | values, max_size=len(universe))
+    return universe, draw(st.lists(batch, min_size=1, max_size=8))
+
+
+@pytest.mark.parametrize("h", HASHERS)
+@SETTINGS
+@given(history=histories(), order=st.randoms(use_true_random=False))
+def test_every_version_proves_every_key(
+    h: Hasher, history: tuple[list[bytes], list[dict[bytes, bytes | None]]], order: object
+) -> None:
+    universe, batches = history
+    store = MemoryNodeStore()
+    tree = SparseMerkleTree(h, store)
+    roots, models = [PLACEHOLDER], [dict[bytes, bytes]()]
+    for batch in batches:
+        root, nodes = tree.apply(roots[-1], batch)
+        # New nodes are content-addressed and were not stored before.
+        assert all(h(node) == node_hash for node_hash, node in nodes.items())
+        assert not any(node_hash in store.nodes for node_hash in nodes)
+        tree.store.put_nodes(nodes)
+        model = dict(models[-1])
+        for key, value in batch.items():
+            if value is None:
+                model.pop(key, None)
+            else:
+                model[key] = value
+        roots.append(root)
+        models.append(model)
+    # Every version, after all later batches were applied: each key proves its value or absence.
+    for version, (root, model) in enumerate(zip(roots, models, strict=True)):
+        assert root == naive_root(h, model)
+        for key in universe:
+            proof = tree.prove(root, key)
+            value = model.get(key)
+            assert verify_proof(h, root, key, value, proof)
+            assert verify_proof_bytes(h, root, key, value, encode_proof(proof))
+            # Not for another value, nor absence of a present key, nor presence of an absent one.
+            assert not verify_proof(h, root, key, (value or b"") + b"x", proof)
+            if value is not None:
+                assert not verify_proof(h, root, key, None, proof)
+            # Not against a version where the key had another value (or presence).
+            for other_root, other_model in zip(roots, models, strict=True):
+                if other_model.get(key) != value:
+                    assert not verify_proof(h, other_root, key, value, proof), version
+    # Order independence: the final set built in one batch, or key by key in any order.
+    final = models[-1]
+    assert roots[-1] == build(h, final)[1]
+    shuffled = list(final.items())
+    order.shuffle(shuffled)  # type: ignore[attr-defined]
+    root = PLACEHOLDER
+    for key, value in shuffled:
+        root, nodes = tree.apply(root, {key: value})
+        tree.store.put_nodes(nodes)
+    assert root == roots[-1]
+
+
+@pytest.mark.parametrize("h", HASHERS)
+@settings(max_examples=25, deadline=None)
+@given(pairs=st.dictionaries(keys, values, max_size=300))
+def test_tree_equals_naive_reference(h: Hasher, pairs: dict[bytes, bytes]) -> None:
+    tree, root = build(h, pairs)
+    assert root == naive_root(h, pairs)
+    # Deleting half the keys collapses to the tree of the other half.
+    gone = list(pairs)[::2]
+    smaller, nodes = tree.apply(root, dict.fromkeys(gone))
+    kept = {k: v for k, v in pairs.items() if k not in gone}
+    assert smaller == naive_root(h, kept)
+
+
+@pytest.mark.parametrize("h", HASHERS)
+def test_empty_and_noop_batches(h: Hasher) -> None:
+    tree, root = build(h, {})
+    assert root == PLACEHOLDER
+    assert tree.apply(root, {b"absent": None}) == (PLACEHOLDER, {})
+    proof = tree.prove(root, b"k")
+    assert proof == SparseMerkleProof(leaf=None, depth=0, bitmap=b"", siblings=[])
+    assert verify_proof(h, root, b"k", None, proof)
+    assert not verify_proof(h, root, b"k", b"v", proof)
+    tree, root = build(h, {b"k": b"v"})
+    # Writing a present value, or deleting an absent key, changes nothing and adds no node.
+    assert tree.apply(root, {b"k": b"v", b"other": None}) == (root, {})
+    assert tree.get_value_hash(root, b"k") == h(b"v")
+    assert tree.get_value_hash(root, b"other") is None
+
+
+@pytest.mark.parametrize(("name", "h"), [("sm3", SM3), ("sha256", SHA256)])
+def test_fixed_vectors(name: str, h: Hasher) -> None:
+    for pairs, expected in zip(VECTOR_MAPS, VECTOR_ROOTS[name], strict=True):
+        assert naive_root(h, pairs).hex() == expected
+        assert build(h, pairs)[1].hex() == expected
+
+
+def test_tampered_proof_bytes_never_verify() -> None:
+    h = SHA256
+    pairs = {bytes([i]): bytes([i, i]) for i in range(40)}
+    tree, root = build(h, pairs)
+    for key, value in [(b"\x05", b"\x05\x05"), (b"absent", None), (b"\x99", None)]:
+        data = encode_proof(tree.prove(root, key))
+        assert verify_proof_bytes(h, root, key, value, data)
+        for i in range(len(data)):
+            for mask in (0x01, 0x80, 0xFF):
+                tampered = bytearray(data)
+                tampered[i] ^= mask
+                assert not verify_proof_bytes(h, root, key, value, bytes(tampered)), (i, mask)
+        # A byte too many or too few.
+        assert not verify_proof_bytes(h, root, key, value, data + b"\x00")
+        assert not verify_proof_bytes(h, root, key, value, data[:-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.dictionaries(keys, values, min_size=1, max_size=40), data=st.data())
+def test_tampered_value_or_key_never_verifies(pairs: dict[bytes, bytes], data: st.DataObject) -> None:
+    h = SHA256
+    tree, root = build(h, pairs)
+    key = data.draw(st.sampled_from(sorted(pairs)))
+    proof = tree.prove(root, key)
+    value = pairs[key]
+    # Any changed value: one byte flipped, one added, or absence claimed.
+    if value:
+        i = data.draw(st.integers(0, len(value) - 1))
+        flipped = bytearray(value)
+        flipped[i] ^= data.draw(st.integers(1, 255))
+        assert not verify_proof(h, root, key, bytes(flipped), proof)
+    assert not verify_proof(h, root, key, value + b"\x00", proof)
+    assert not verify_proof(h, root, key, None, proof)
+    # Another key with this value: a membership proof never stands for it. As absent: only
+    # when the other key is absent and its path meets this leaf (then it is a true absence proof).
+    other = data.draw(keys.filter(lambda k: k != key))
+    assert not verify_proof(h, root, other, value, proof)
+    assert not verify_proof(h, root, other, None, proof) or other not in pairs
+    # An absence proof may stand for another absent key on the same path, never a present one.
+    absent = tree.prove(root, other)
+    for candidate in [key, *pairs]:
+        assert not verify_proof(h, root, candidate, None, absent) or candidate not in pairs
+
+
+hashes = st.binary(min_size=32, max_size=32)
+wild_bytes = st.one_of(hashes, st.binary(max_size=40))
+wild_proofs = st.builds(
+    SparseMerkleProof,
+    leaf=st.none() | st.builds(ProofLeaf, key_hash=wild_bytes, value_hash=wild_bytes),
+    depth=st.integers(-3, 300),
+    bitmap=st.binary(max_size=40),
+    siblings=st.lists(wild_bytes, max_size=12),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(proof=wild_proofs, value=st.none() | values, raw=st.binary(max_size=200))
+def test_malformed_proofs_give_false(proof: SparseMerkleProof, value: bytes | None, raw: bytes) -> None:
+    h = SHA256
+    tree, root = build(h, {b"a": b"1", b"b": b"2"})
+    for r in (root, b"", b"short"):
+        assert verify_proof(h, r, b"a", value, proof) is False
+        assert verify_proof_bytes(h, r, b"a", value, raw) is False
+    # Values of the wrong type anywhere give False too.
+    odd: object = SparseMerkleProof(leaf="x", depth="1", bitmap=None, siblings=3)  # type: ignore[arg-type]
+    assert verify_proof(h, root, b"a", b"1", odd) is False  # type: ignore[arg-type]
+    assert verify_proof(h, root, "a", b"1", tree.prove(root, b"a")) is False  # type: ignore[arg-type]
+
+
+def test_non_canonical_proof_refused() -> None:
+    h = SHA256
+    tree, root = build(h, {b"a": b"1", b"b": b"2", b"c": b"3"})
+    proof = tree.prove(root, b"a")
+    # A placeholder listed as a sibling, padding bits set, or an empty deepest sibling: refused.
+    assert proof.depth >= 1
+    padded = SparseMerkleProof(proof.leaf, proof.depth, bytes([proof.bitmap[0] | 1]), proof.siblings)
+    assert not verify_proof(h, root, b"a", b"1", padded)
+    with pytest.raises(DecodeError):
+        decode_proof(encode_proof(proof) + b"\x00")
+
+
+def test_proof_size_is_about_log_n() -> None:
+    h = SM3
+    tree = SparseMerkleTree(h, MemoryNodeStore())
+    root = PLACEHOLDER
+    for chunk in range(4):
+        batch = {f"k{chunk}-{i}".encode(): b"v" * 32 for i in range(500)}
+        root, nodes = tree.apply(root, batch)
+        tree.store.put_nodes(nodes)
+    sizes = [len(encode_proof(tree.prove(root, f"k1-{i}".encode()))) for i in range(200)]
+    absent = [len(encode_proof(tree.prove(root, f"none-{i}".encode()))) for i in range(200)]
+    print(
+        f"2000 keys: membership proof {sum(sizes) / len(sizes):.0f} B mean, {max(sizes)} B max; "
+        f"absence {sum(absent) / len(absent):.0f} B mean"
+    )
+    # log2(2000) is about 11: about a dozen 34-byte siblings, a 66-byte leaf and a few framing bytes.
+    assert max(sizes) < 80 + 34 * 24
