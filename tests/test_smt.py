@@ -283,3 +283,40 @@ def test_proof_size_is_about_log_n() -> None:
     )
     # log2(2000) is about 11: about a dozen 34-byte siblings, a 66-byte leaf and a few framing bytes.
     assert max(sizes) < 80 + 34 * 24
+
+
+# The worked example of docs/state-map.md: {a: 1, b: 2, c: 3} with SHA-256.
+EXAMPLE_ROOT = "8e2a164a410203f51300d7c6645b7a37f549768457be109acc126c63573a9e0a"
+EXAMPLE_PROOF_B = (
+    "95a8736d7470726f6f6692c4203e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d"
+    "c420d4735e3a265e16eee03f59718b9b5d03019c07d8b6c51f90da3a666eec13ab3504c4019092"
+    "c4206dc4a0fe4285844b9c64ba063f6a8b808a07eb2e8c124cda2babd55a2a7f3d24"
+    "c420565388d4bc00257133f799d9366ac97f6e949c18acc53d17457f8859ba0f08d3"
+)
+EXAMPLE_PROOF_D = (
+    "95a8736d7470726f6f66c003c401a092"
+    "c42044ebb3d0f7604913f94789f54965210118cb621490e4279a2f512ea8ecf280a4"
+    "c420565388d4bc00257133f799d9366ac97f6e949c18acc53d17457f8859ba0f08d3"
+)
+EXAMPLE_PROOF_G = (
+    "95a8736d7470726f6f6692c420ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+    "c4206b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b01c4018091"
+    "c42068b9d91d8dd078a757107b3148b7ca18ee66a9c9c8b843e0da351ad44c2a45ce"
+)
+
+
+def test_worked_example() -> None:
+    h = SHA256
+    tree, root = build(h, {b"a": b"1", b"b": b"2", b"c": b"3"})
+    assert root.hex() == EXAMPLE_ROOT
+    # b is present (depth 4, two placeholder siblings left out); d's path ends in an empty slot;
+    # g's path ends in a's leaf, so a's membership proof is also g's proof of absence.
+    assert encode_proof(tree.prove(root, b"b")).hex() == EXAMPLE_PROOF_B
+    assert encode_proof(tree.prove(root, b"d")).hex() == EXAMPLE_PROOF_D
+    assert encode_proof(tree.prove(root, b"g")) == encode_proof(tree.prove(root, b"a"))
+    assert encode_proof(tree.prove(root, b"g")).hex() == EXAMPLE_PROOF_G
+    assert verify_proof_bytes(h, root, b"b", b"2", bytes.fromhex(EXAMPLE_PROOF_B))
+    assert verify_proof_bytes(h, root, b"d", None, bytes.fromhex(EXAMPLE_PROOF_D))
+    assert verify_proof_bytes(h, root, b"g", None, bytes.fromhex(EXAMPLE_PROOF_G))
+    assert verify_proof_bytes(h, root, b"a", b"1", bytes.fromhex(EXAMPLE_PROOF_G))
+    assert not verify_proof_bytes(h, root, b"a", None, bytes.fromhex(EXAMPLE_PROOF_G))

@@ -1,0 +1,96 @@
+"""Proof sizes of the sparse Merkle tree (ledger/smt.py) at many keys; not a test, not asserted.
+
+    .venv/bin/python bench/smt_size.py [--keys 100000] [--chunk 1000] [--suite sm|intl]
+
+Builds a map of ``--keys`` keys in batches of ``--chunk`` (as blocks would write them), keeping
+every version's nodes in memory, then prints the encoded proof sizes (membership and absence),
+the depth of the paths, the nodes and node bytes stored, and the build and verify times of
+this machine (for orientation only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from zhongshu.crypto import get_suite
+from zhongshu.ledger.smt import (
+    PLACEHOLDER,
+    MemoryNodeStore,
+    SparseMerkleTree,
+    encode_proof,
+    is_leaf_node,
+    verify_proof,
+)
+
+SAMPLES = 2000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--suite", choices=["sm", "intl"], default="sm")
+    args = parser.parse_args()
+    h = get_suite(args.suite).hasher()
+    store = MemoryNodeStore()
+    tree = SparseMerkleTree(h, store)
+    root = PLACEHOLDER
+    started = time.perf_counter()
+    for first in range(0, args.keys, args.chunk):
+        batch = {
+            f"key-{i}".encode(): f"value-{i}".encode()
+            for i in range(first, min(args.keys, first + args.chunk))
+        }
+        root, nodes = tree.apply(root, batch)
+        store.put_nodes(nodes)
+    build_s = time.perf_counter() - started
+    step = max(1, args.keys // SAMPLES)
+    present = [f"key-{i}".encode() for i in range(0, args.keys, step)]
+    absent = [f"absent-{i}".encode() for i in range(len(present))]
+    member = [tree.prove(root, k) for k in present]
+    missing = [tree.prove(root, k) for k in absent]
+    started = time.perf_counter()
+    for key, proof in zip(present, member, strict=True):
+        assert verify_proof(h, root, key, f"value-{key[4:].decode()}".encode(), proof)
+    verify_us = (time.perf_counter() - started) / len(member) * 1e6
+    for key, proof in zip(absent, missing, strict=True):
+        assert verify_proof(h, root, key, None, proof)
+    print(f"suite {args.suite}: {args.keys} keys in batches of {args.chunk}, built in {build_s:.1f} s")
+    live = compute_live_nodes(tree, root)
+    stored = len(store.nodes)
+    print(f"  nodes stored (all versions): {stored}, {stored * 65 / 1e6:.1f} MB of node bytes")
+    per_key = live * (32 + 65) / args.keys
+    print(f"  nodes of the last version: {live}, {live / args.keys:.2f} per key, {per_key:.0f} B per key")
+    print("    (node hash + node bytes, before any database overhead)")
+    _report("membership", [len(encode_proof(p)) for p in member], [p.depth for p in member])
+    _report("absence", [len(encode_proof(p)) for p in missing], [p.depth for p in missing])
+    with_leaf = sum(p.leaf is not None for p in missing)
+    print(f"  absence proofs ending in another key's leaf: {with_leaf} of {len(missing)}")
+    print(f"  verify: {verify_us:.0f} us per membership proof")
+
+
+def compute_live_nodes(tree: SparseMerkleTree, root: bytes) -> int:
+    """How many nodes are reachable from ``root``."""
+    count, pending = 0, [root]
+    while pending:
+        node_hash = pending.pop()
+        if node_hash == PLACEHOLDER:
+            continue
+        count += 1
+        node = tree.get_node(node_hash)
+        if not is_leaf_node(node):
+            pending += [node[1:33], node[33:]]
+    return count
+
+
+def _report(kind: str, sizes: list[int], depths: list[int]) -> None:
+    print(
+        f"  {kind}: {statistics.mean(sizes):.0f} B mean, {max(sizes)} B max, "
+        f"depth {statistics.mean(depths):.1f} mean, {max(depths)} max ({len(sizes)} proofs)"
+    )
+
+
+if __name__ == "__main__":
+    main()
