@@ -142,10 +142,6 @@ def is_leaf_node(node: bytes) -> bool:
     return node[:1] == LEAF_TAG
 
 
-# A subtree as apply builds it: (hash, leaf bytes or None). The leaf bytes travel with a leaf
-# so that a parent left with one leaf can take it up without reading the store.
-_Sub = tuple[bytes, bytes | None]
-_EMPTY: _Sub = (PLACEHOLDER, None)
 # A pending change: (key_hash, value_hash or None to delete), sorted by key_hash.
 _Change = tuple[bytes, bytes | None]
 
@@ -179,41 +175,33 @@ class SparseMerkleTree:
             (self.h(key), None if value is None else self.h(value)) for key, value in updates.items()
         )
         new_nodes: dict[bytes, bytes] = {}
-        new_root, _ = self._apply_at(self._load_sub(root), 0, changes, new_nodes)
+        new_root = self._apply_at(root, 0, changes, new_nodes)
         # Only nodes reachable from the new root are returned: a batch creates each node once,
         # but a node equal to one already stored need not be written again.
         return new_root, {k: v for k, v in new_nodes.items() if self.store.get_node(k) is None}
 
-    def _load_sub(self, node_hash: bytes) -> _Sub:
-        if node_hash == PLACEHOLDER:
-            return _EMPTY
-        node = self.get_node(node_hash)
-        return (node_hash, node if is_leaf_node(node) else None)
-
-    def _apply_at(self, sub: _Sub, depth: int, changes: list[_Change], new_nodes: dict[bytes, bytes]) -> _Sub:
+    def _apply_at(
+        self, node_hash: bytes, depth: int, changes: list[_Change], new_nodes: dict[bytes, bytes]
+    ) -> bytes:
         """The subtree at ``depth`` after ``changes`` (all under it, sorted by key hash)."""
         if not changes:
-            return sub
-        node_hash, leaf = sub
+            return node_hash
         if node_hash == PLACEHOLDER:
             return self._build(depth, [(k, v) for k, v in changes if v is not None], new_nodes)
-        if leaf is not None:
-            return self._build(depth, _merge_leaf(leaf, changes), new_nodes)
         node = self.get_node(node_hash)
+        if is_leaf_node(node):
+            return self._build(depth, _merge_leaf(node, changes), new_nodes)
         split = _split_point(changes, depth)
-        left = self._apply_at(self._load_sub(node[1 : 1 + HASH_SIZE]), depth + 1, changes[:split], new_nodes)
-        right = self._apply_at(self._load_sub(node[1 + HASH_SIZE :]), depth + 1, changes[split:], new_nodes)
+        left = self._apply_at(node[1 : 1 + HASH_SIZE], depth + 1, changes[:split], new_nodes)
+        right = self._apply_at(node[1 + HASH_SIZE :], depth + 1, changes[split:], new_nodes)
         return self._join(left, right, new_nodes)
 
-    def _build(self, depth: int, leaves: list[tuple[bytes, bytes]], new_nodes: dict[bytes, bytes]) -> _Sub:
+    def _build(self, depth: int, leaves: list[tuple[bytes, bytes]], new_nodes: dict[bytes, bytes]) -> bytes:
         """The canonical subtree at ``depth`` over ``leaves`` (sorted, distinct key hashes)."""
         if not leaves:
-            return _EMPTY
+            return PLACEHOLDER
         if len(leaves) == 1:
-            node = encode_leaf(*leaves[0])
-            node_hash = self.h(node)
-            new_nodes[node_hash] = node
-            return (node_hash, node)
+            return self._add_node(encode_leaf(*leaves[0]), new_nodes)
         # Two distinct 256-bit key hashes differ at some bit before depth 256.
         if depth >= KEY_BITS:
             raise TreeError("two updates have the same key hash")
@@ -222,17 +210,25 @@ class SparseMerkleTree:
         right = self._build(depth + 1, leaves[split:], new_nodes)
         return self._join(left, right, new_nodes)
 
-    def _join(self, left: _Sub, right: _Sub, new_nodes: dict[bytes, bytes]) -> _Sub:
+    def _join(self, left: bytes, right: bytes, new_nodes: dict[bytes, bytes]) -> bytes:
         """The parent of two subtrees, collapsed when it holds no leaf or a single leaf."""
-        # A subtree with no leaf, or one leaf beside an empty side, is not an internal node.
-        if right[0] == PLACEHOLDER and (left[0] == PLACEHOLDER or left[1] is not None):
+        # Beside an empty side, an empty subtree or a single leaf is taken up as it is.
+        if right == PLACEHOLDER and self._is_leaf_or_empty(left, new_nodes):
             return left
-        if left[0] == PLACEHOLDER and right[1] is not None:
+        if left == PLACEHOLDER and self._is_leaf_or_empty(right, new_nodes):
             return right
-        node = encode_internal(left[0], right[0])
+        return self._add_node(encode_internal(left, right), new_nodes)
+
+    def _is_leaf_or_empty(self, node_hash: bytes, new_nodes: dict[bytes, bytes]) -> bool:
+        if node_hash == PLACEHOLDER:
+            return True
+        node = new_nodes.get(node_hash)
+        return is_leaf_node(self.get_node(node_hash) if node is None else node)
+
+    def _add_node(self, node: bytes, new_nodes: dict[bytes, bytes]) -> bytes:
         node_hash = self.h(node)
         new_nodes[node_hash] = node
-        return (node_hash, None)
+        return node_hash
 
     def get_value_hash(self, root: bytes, key: bytes) -> bytes | None:
         """H(value) of ``key`` in version ``root``, or None when the key is absent."""
