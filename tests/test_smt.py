@@ -17,7 +17,9 @@ from zhongshu.codec import DecodeError
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.smt import (
     PLACEHOLDER,
+    CorruptNode,
     MemoryNodeStore,
+    MissingNode,
     ProofLeaf,
     SparseMerkleProof,
     SparseMerkleTree,
@@ -320,3 +322,17 @@ def test_worked_example() -> None:
     assert verify_proof_bytes(h, root, b"g", None, bytes.fromhex(EXAMPLE_PROOF_G))
     assert verify_proof_bytes(h, root, b"a", b"1", bytes.fromhex(EXAMPLE_PROOF_G))
     assert not verify_proof_bytes(h, root, b"a", None, bytes.fromhex(EXAMPLE_PROOF_G))
+
+
+def test_missing_or_corrupt_nodes_raise_typed_errors() -> None:
+    h = SHA256
+    tree, root = build(h, {b"a": b"1", b"b": b"2"})
+    unknown = h(b"not a root")
+    with pytest.raises(MissingNode):
+        tree.prove(unknown, b"a")
+    with pytest.raises(MissingNode):
+        tree.apply(unknown, {b"a": b"2"})
+    store = MemoryNodeStore()
+    store.put_nodes({unknown: b"\x02" + bytes(64)})
+    with pytest.raises(CorruptNode):
+        SparseMerkleTree(h, store).prove(unknown, b"a")

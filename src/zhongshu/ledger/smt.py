@@ -42,7 +42,7 @@ set), since the tree collapses a leaf or an empty slot beside a placeholder into
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -305,9 +305,10 @@ def compute_proof_root(h: Hasher, key_hash: bytes, proof: SparseMerkleProof) -> 
     # The depth is an integer no deeper than the key hash is long.
     if type(depth) is not int or not 0 <= depth <= KEY_BITS:
         return None
-    # The bitmap has one bit per level, whole bytes, and its padding bits are 0.
+    # The bitmap has one bit per level, in whole bytes.
     if not isinstance(bitmap, bytes) or len(bitmap) != (depth + 7) // 8:
         return None
+    # The bitmap's padding bits (past the last level) are 0: one proof, one encoding.
     if depth % 8 and bitmap[-1] & (0xFF >> (depth % 8)):
         return None
     # Every listed sibling is a 32-byte hash other than the placeholder, one per set bit.
@@ -389,10 +390,3 @@ def _shares_prefix(a: bytes, b: bytes, bits: int) -> bool:
     if a[:whole] != b[:whole]:
         return False
     return rest == 0 or (a[whole] ^ b[whole]) >> (8 - rest) == 0
-
-
-def compute_root_of(h: Hasher, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The root of the map ``pairs`` (key, value), built from the empty tree in one batch."""
-    tree = SparseMerkleTree(h, MemoryNodeStore())
-    root, _ = tree.apply(PLACEHOLDER, dict(pairs))
-    return root
