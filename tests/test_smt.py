@@ -34,7 +34,7 @@ Hasher = Callable[[bytes], bytes]
 SM3 = get_suite("sm").hasher()
 SHA256 = get_suite("intl").hasher()
 HASHERS = [pytest.param(SM3, id="sm3"), pytest.param(SHA256, id="sha256")]
-SETTINGS = settings(max_examples=40, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None)
 
 
 def naive_root(h: Hasher, pairs: dict[bytes, bytes]) -> bytes:
@@ -153,7 +153,7 @@ def test_every_version_proves_every_key(
 
 
 @pytest.mark.parametrize("h", HASHERS)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(pairs=st.dictionaries(keys, values, max_size=300))
 def test_tree_equals_naive_reference(h: Hasher, pairs: dict[bytes, bytes]) -> None:
     tree, root = build(h, pairs)
