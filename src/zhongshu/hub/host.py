@@ -35,6 +35,7 @@ from zhongshu.hub.factory import HUB_REGISTRY, registry_for
 from zhongshu.hub.homes import chain_dir, is_hub_home, load_hub_init, load_node_keys
 from zhongshu.hub.roles import NodeKeys, get_operator, list_nodes
 from zhongshu.ledger.genesis import save_genesis
+from zhongshu.ledger.signing import sign_body
 from zhongshu.ledger.types import Genesis, Transaction, TxBody
 from zhongshu.node import errors
 from zhongshu.node.chain import ChainNode
@@ -251,14 +252,4 @@ def _sign(key: PrivateKey, node: ChainNode, contract: str, method: str, args: by
         node.height + INIT_VALIDITY,
         secrets.randbits(63),
     )
-    return Transaction(
-        body.chain_id,
-        body.genesis_hash,
-        body.sender,
-        body.contract,
-        body.method,
-        body.args,
-        body.valid_until,
-        body.nonce,
-        key.sign(encode(body)),
-    )
+    return sign_body(key, body)

@@ -8,6 +8,7 @@ from typing import Any
 from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey
 from zhongshu.ledger.evidence_args import DIGEST_ALGORITHM_KEY, EvidencePut
+from zhongshu.ledger.signing import sign_body
 from zhongshu.ledger.types import Transaction, TxBody
 
 DEFAULT_VALIDITY = 10_000
@@ -37,18 +38,7 @@ def sign_tx(
         valid_until,
         secrets.randbits(63) if nonce is None else nonce,
     )
-    signature = key.sign(encode(body))
-    return Transaction(
-        body.chain_id,
-        body.genesis_hash,
-        body.sender,
-        body.contract,
-        body.method,
-        body.args,
-        body.valid_until,
-        body.nonce,
-        signature,
-    )
+    return sign_body(key, body)
 
 
 def evidence_tx(
