@@ -318,15 +318,21 @@ def test_ctrl_c_while_waiting_for_the_node() -> None:
             text=True,
             env=cli_env(),
         )
-        conn, _ = server.accept()
-        with conn:
-            conn.settimeout(CLI_TIMEOUT)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            # The request is whole: the command now waits for an answer that never comes.
-            proc.send_signal(signal.SIGINT)
-            stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT)
+        try:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(CLI_TIMEOUT)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                # The request is whole: the command now waits for an answer that never comes.
+                proc.send_signal(signal.SIGINT)
+                stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT)
+        finally:
+            # A command that did not stop is not left running into the next tests.
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert (proc.returncode, stderr.strip(), stdout) == (130, "interrupted", ""), stderr
 
 
