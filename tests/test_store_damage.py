@@ -241,3 +241,33 @@ def test_check_finds_an_overwritten_tail(home: Path) -> None:
     with pytest.raises(StoreDamaged, match="was overwritten") as caught:
         check(home)
     assert caught.value.path == home / "data"
+
+
+def test_a_damaged_state_map_node_is_refused(home: Path) -> None:
+    # A state map node reachable from the tip's root is changed in place: it no longer hashes
+    # to the key it is stored under, which the start-up walk of the map finds.
+    env = lmdb.open(str(home / "data"), max_dbs=16, map_size=1 << 30)
+    try:
+        nodes = env.open_db(b"state_map")
+        meta = env.open_db(b"meta")
+        with env.begin(write=True) as txn:
+            root = bytes(txn.get(b"state_root", db=meta))
+            node = bytearray(txn.get(root, db=nodes))
+            node[-1] ^= 1
+            txn.put(root, bytes(node), db=nodes)
+    finally:
+        env.close()
+    assert_refused(home, f"state map node {root.hex()[:16]}.. is damaged")
+
+
+def test_a_missing_state_map_node_is_refused(home: Path) -> None:
+    env = lmdb.open(str(home / "data"), max_dbs=16, map_size=1 << 30)
+    try:
+        nodes = env.open_db(b"state_map")
+        meta = env.open_db(b"meta")
+        with env.begin(write=True) as txn:
+            root = bytes(txn.get(b"state_root", db=meta))
+            assert txn.delete(root, db=nodes)
+    finally:
+        env.close()
+    assert_refused(home, f"state map node {root.hex()[:16]}.. is missing")

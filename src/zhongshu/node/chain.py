@@ -27,6 +27,7 @@ from zhongshu.ledger.hashing import (
 )
 from zhongshu.ledger.history import HistoryAccumulator
 from zhongshu.ledger.proof import build_bundle
+from zhongshu.ledger.smt import PLACEHOLDER, SparseMerkleProof, SparseMerkleTree
 from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Receipt, Transaction
 from zhongshu.node import errors
 from zhongshu.node.consensus_signer import ConsensusSigner
@@ -98,6 +99,20 @@ class BuiltBlock:
     writes: dict[bytes, bytes | None]
     tx_hashes: list[bytes]
     state_root: bytes
+    state_nodes: dict[bytes, bytes]
+    """The state map's nodes this block adds (node hash -> bytes), stored with the block."""
+
+
+@dataclass(frozen=True)
+class StateAt:
+    """A key's value at a height, with the state map's proof against that height's header."""
+
+    key: bytes
+    value: bytes | None
+    """The value after block ``height``; None when the key was absent."""
+    proof: SparseMerkleProof
+    record: BlockRecord
+    """Block ``height``, whose header's ``state_root`` the proof leads to, with its commit."""
 
 
 PROPOSAL_KEY = "proposal"
@@ -110,6 +125,12 @@ class FrontierState:
     HISTORY = "history_frontier"
     HISTORY_SIZE = "history_size"
     STATE_ROOT = "state_root"
+    STATE_MAP = "state_map"
+    """What ``state_root`` is on this store: ``smt/1`` (the state map, ledger.smt), or
+    ``chain/1`` (a hash chain over each block's writes; for measuring the map's cost only)."""
+
+
+STATE_MAP_KINDS = {True: b"smt/1", False: b"chain/1"}
 
 
 class ChainNode:
@@ -131,9 +152,12 @@ class ChainNode:
         crash_point: str | None = None,
         registry: str = DEFAULT_REGISTRY,
         verifier: SenderVerifier | None = None,
+        state_map: bool = True,
     ) -> None:
         """``verifier``: a worker pool shared with other chains of this node (this chain then
-        does not close it); without it the chain starts a pool of its own."""
+        does not close it); without it the chain starts a pool of its own. ``state_map`` False
+        puts a hash chain over each block's writes in ``state_root`` instead of the state map's
+        root (no state proofs): only for measuring what the map costs (``zhongshu bench``)."""
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.suite = get_suite(genesis.suite)
@@ -160,6 +184,7 @@ class ChainNode:
         self._wake = asyncio.Event()
         self._stopping = False
         self.metrics = NodeMetrics()
+        self.state_map = state_map
         self.crash_point = crash_point
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
         self._open_store()
@@ -190,7 +215,21 @@ class ChainNode:
         # The accumulator holds every stored block: a broken invariant stops the node.
         if self.history.size != self.height:
             raise RuntimeError(f"history size {self.history.size} != stored height {self.height}")
-        self.state_root = self.store.load_meta(FrontierState.STATE_ROOT) or self.hash(b"")
+        kind = STATE_MAP_KINDS[self.state_map]
+        stored_kind = self.store.load_meta(FrontierState.STATE_MAP)
+        if stored_kind is None and self.height == 0:
+            self.store.save_meta(FrontierState.STATE_MAP, kind)
+        elif stored_kind != kind:
+            # A store keeps one kind of state root for its whole chain.
+            raise errors.Refused(
+                f"the store at {self.store.path} holds state roots of kind "
+                f"{(stored_kind or b'chain/0').decode(errors='replace')}, this node makes "
+                f"{kind.decode()}: start this chain on an empty data directory"
+            )
+        empty_root = PLACEHOLDER if self.state_map else self.hash(b"")
+        self.state_root = self.store.load_meta(FrontierState.STATE_ROOT) or empty_root
+        if self.state_map:
+            self.store.check_state_map(self.hash, self.state_root)
         last_hash = self.store.load_block_hash(self.height) if self.height else None
         self.last_block_hash = last_hash or self.genesis_hash
 
@@ -333,9 +372,16 @@ class ChainNode:
             outcome = apply_transactions(
                 self.registry, read_state, self.chain_id, height, time_ms, txs, hashes
             )
-        state_root = compute_state_root(
-            self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
-        )
+        state_nodes: dict[bytes, bytes] = {}
+        if self.state_map:
+            with self.store.state_map_reader() as nodes:
+                state_root, state_nodes = SparseMerkleTree(self.hash, nodes).apply(
+                    self.state_root, outcome.writes
+                )
+        else:
+            state_root = compute_state_root(
+                self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
+            )
         header = Header(
             chain_id=self.chain_id,
             height=height,
@@ -357,6 +403,7 @@ class ChainNode:
             outcome.writes,
             hashes,
             state_root,
+            state_nodes,
         )
 
     def validate_block(self, block: Block) -> BuiltBlock:
@@ -408,7 +455,7 @@ class ChainNode:
         }
         record = BlockRecord(block, block_hash, receipts, commit)
         started = time.perf_counter()
-        await asyncio.to_thread(self.store.save_block, record, hashes, built.writes, meta)
+        await asyncio.to_thread(self.store.save_block, record, hashes, built.writes, meta, built.state_nodes)
         self.metrics.store_seconds += time.perf_counter() - started
         self.metrics.blocks += 1
         self.metrics.committed_txs += len(hashes)
@@ -534,6 +581,21 @@ class ChainNode:
             self.genesis.validators,
             anchor=anchor,
         )
+
+    def prove_state(self, key: bytes, height: int | None = None) -> StateAt:
+        """``key``'s value after block ``height`` (default: the tip) and the state map's proof.
+
+        Raises NotFound for a height with no block, Refused when this chain keeps no state map.
+        """
+        if not self.state_map:
+            raise errors.Refused(f"chain {self.chain_id!r} runs without a state map: no state proofs")
+        at = self.height if height is None else height
+        record = self.load_block(at)
+        root = record.block.header.state_root
+        with self.store.state_map_reader() as nodes:
+            proof = SparseMerkleTree(self.hash, nodes).prove(root, key)
+        value = self.store.get_state_at(key, at)
+        return StateAt(key, value, proof, record)
 
     def get_evidence(self, digest: bytes) -> evidence.EvidenceRecord:
         raw = self.store.get_state(evidence.digest_key(digest))

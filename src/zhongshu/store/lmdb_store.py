@@ -21,6 +21,7 @@ import lmdb
 from zhongshu.codec import DecodeError, decode, encode
 from zhongshu.ledger.hashing import compute_block_hash
 from zhongshu.ledger.merkle import Hasher
+from zhongshu.ledger.smt import INTERNAL_TAG, LEAF_TAG, NODE_SIZE, PLACEHOLDER
 from zhongshu.ledger.types import Block, CommitCertificate, Header, Receipt
 from zhongshu.store.datafile import check_data_file
 from zhongshu.store.errors import StoreDamaged, StoreError
@@ -32,6 +33,8 @@ _MAP_SIZE = int(os.environ.get("ZHONGSHU_LMDB_MAP_SIZE", str(64 << 30)))
 
 CHECKED_BLOCKS = 64
 """How many of the last blocks ``ChainStore.check`` walks at start."""
+CHECKED_MAP_NODES = 4096
+"""How many state map nodes, from the tip's root down, ``ChainStore.check_state_map`` walks."""
 
 _DAMAGE = (
     lmdb.CorruptedError,
@@ -68,6 +71,22 @@ class TxLocation:
     index: int
 
 
+class StateMapNodes:
+    """The state map's nodes in one LMDB read transaction: ``get_node`` of ledger.smt's NodeStore.
+
+    Read-only: a block's new nodes are written by ``ChainStore.save_block`` with the block.
+    """
+
+    def __init__(self, txn: lmdb.Transaction) -> None:
+        self._get = txn.get
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        return self._get(node_hash)  # type: ignore[no-any-return]
+
+    def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
+        raise StoreError("state map nodes are written with their block (ChainStore.save_block)")
+
+
 class ChainStore:
     """Blocks, receipts, commits, the tx index, block hashes and the current state of one chain."""
 
@@ -94,6 +113,7 @@ class ChainStore:
             self._txindex = self.env.open_db(b"txindex")
             self._state = self.env.open_db(b"state")
             self._history = self.env.open_db(b"state_history")
+            self._smt = self.env.open_db(b"state_map")
         except _DAMAGE as exc:
             self.env.close()
             raise StoreDamaged(path, _one_line(exc)) from None
@@ -157,6 +177,35 @@ class ChainStore:
                 raise StoreDamaged(self.path, f"block {h} does not follow the stored hash of block {h - 1}")
             prev_hash = record.block_hash
 
+    def check_state_map(self, hasher: Hasher, root: bytes, limit: int = CHECKED_MAP_NODES) -> None:
+        """Raise StoreDamaged unless the state map's nodes near ``root`` are whole.
+
+        Walks breadth-first from ``root`` (the tip's state root) over at most ``limit`` nodes,
+        each of which must be stored, be a leaf or internal node, and hash to the key it is
+        stored under. A small map is checked whole; a large one, its top levels.
+        """
+        try:
+            with self.env.begin(db=self._smt) as txn:
+                queue = [] if root == PLACEHOLDER else [root]
+                for node_hash in queue:
+                    if len(queue) > limit:
+                        break
+                    node = txn.get(node_hash)
+                    # Every node reachable from the tip's root is stored ...
+                    if node is None:
+                        raise StoreDamaged(self.path, f"state map node {node_hash.hex()[:16]}.. is missing")
+                    # ... is a node, and hashes to the key it is stored under.
+                    if (
+                        len(node) != NODE_SIZE
+                        or node[:1] not in (LEAF_TAG, INTERNAL_TAG)
+                        or (hasher(node) != node_hash)
+                    ):
+                        raise StoreDamaged(self.path, f"state map node {node_hash.hex()[:16]}.. is damaged")
+                    if node[:1] == INTERNAL_TAG:
+                        queue.extend(c for c in (node[1:33], node[33:]) if c != PLACEHOLDER)
+        except _DAMAGE as exc:
+            raise StoreDamaged(self.path, _one_line(exc)) from None
+
     # -- chain identity -----------------------------------------------------------------
 
     def load_meta(self, key: str) -> bytes | None:
@@ -180,8 +229,10 @@ class ChainStore:
         tx_hashes: list[bytes],
         writes: Mapping[bytes, bytes | None],
         meta: Mapping[str, bytes],
+        state_nodes: Mapping[bytes, bytes] | None = None,
     ) -> None:
-        """Commit a block, its receipts, commit, tx index, state writes and chain meta at once.
+        """Commit a block, its receipts, commit, tx index, state writes, the state map's new
+        nodes (``state_nodes``: node hash -> node bytes, ledger.smt) and chain meta at once.
 
         The block must be the next height; anything else is a broken invariant.
         """
@@ -210,6 +261,9 @@ class ChainStore:
             txn.cursor(db=self._history).putmulti(
                 [(key + hkey, b"" if value is None else b"\x01" + value) for key, value in writes.items()]
             )
+            if state_nodes:
+                # Nodes are content-addressed and never change: an existing one is left as it is.
+                txn.cursor(db=self._smt).putmulti(state_nodes.items(), overwrite=False)
             for mkey, mvalue in meta.items():
                 txn.put(mkey.encode(), mvalue, db=self._meta)
             txn.put(b"height", _h(height), db=self._meta)
@@ -283,6 +337,17 @@ class ChainStore:
         with self.env.begin(db=self._state) as txn:
             # Without buffers=True, get returns bytes (or None for a missing key).
             yield txn.get
+
+    @contextlib.contextmanager
+    def state_map_reader(self) -> Iterator[StateMapNodes]:
+        """The state map's stored nodes (a ledger.smt NodeStore) over one read transaction."""
+        with self.env.begin(db=self._smt) as txn:
+            yield StateMapNodes(txn)
+
+    def state_map_nodes(self) -> int:
+        """How many state map nodes are stored."""
+        with self.env.begin() as txn:
+            return int(txn.stat(self._smt)["entries"])
 
     def get_state_at(self, key: bytes, height: int) -> bytes | None:
         """The value of ``key`` as it was after block ``height`` (point-in-time read)."""
