@@ -15,7 +15,13 @@ from zhongshu.codec import decode, encode
 from zhongshu.execution.context import CallContext
 from zhongshu.execution.errors import InvalidArguments
 from zhongshu.execution.registry import Contract, Method
-from zhongshu.ledger.evidence_args import DIGEST_ALGORITHM_KEY, DIGEST_ALGORITHMS, EvidencePut
+from zhongshu.ledger.evidence_args import (
+    DIGEST_ALGORITHM_KEY,
+    DIGEST_ALGORITHMS,
+    EVIDENCE_KEY_PREFIX,
+    EvidencePut,
+    EvidenceRecord,
+)
 
 MAX_PAYLOAD = 64 * 1024
 MAX_NAME = 512
@@ -24,18 +30,6 @@ MAX_METADATA_BYTES = 8 * 1024
 DIGEST_SIZES = (32, 48, 64)
 
 _LOC = struct.Struct(">QI")
-
-
-class EvidenceRecord(msgspec.Struct, array_like=True, frozen=True, tag="evidence.record"):
-    digest: bytes
-    name: str
-    metadata: dict[str, str]
-    payload: bytes
-    owner: bytes
-    """Public key of the depositor."""
-    height: int
-    time: int
-    tx_hash: bytes
 
 
 class EvidencePutResult(msgspec.Struct, frozen=True):
@@ -50,7 +44,7 @@ class EvidencePutResult(msgspec.Struct, frozen=True):
 
 
 def digest_key(digest: bytes) -> bytes:
-    return b"ev/d/" + digest
+    return EVIDENCE_KEY_PREFIX + digest
 
 
 def owner_prefix(owner: bytes) -> bytes:

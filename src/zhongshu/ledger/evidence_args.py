@@ -27,6 +27,27 @@ class EvidencePut(msgspec.Struct, array_like=True, frozen=True, tag="evidence.pu
     """Optional small content (at most 64 KiB) stored with the digest."""
 
 
+EVIDENCE_KEY_PREFIX = b"ev/d/"
+"""State key of a deposit: this prefix, then the digest (docs/state-layout.md)."""
+
+
+class EvidenceRecord(msgspec.Struct, array_like=True, frozen=True, tag="evidence.record"):
+    """The state value under ``ev/d/<digest>``: what was deposited, by whom, when.
+
+    It lives in the ledger layer so that a state proof's verifier can read it.
+    """
+
+    digest: bytes
+    name: str
+    metadata: dict[str, str]
+    payload: bytes
+    owner: bytes
+    """Public key of the depositor."""
+    height: int
+    time: int
+    tx_hash: bytes
+
+
 DIGEST_ALGORITHM_KEY = "algorithm"
 """The metadata key by which a deposit names the hash its digest was made with."""
 
