@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from zhongshu.codec import DecodeError, decode
 from zhongshu.crypto import SUITE_NAMES
@@ -27,9 +27,9 @@ _Size = int | range | tuple[int, ...] | None
 
 
 class _Obj:
-    """One JSON object of the bundle; refuses missing and unexpected keys."""
+    """One JSON object of a bundle of format ``fmt``; refuses missing and unexpected keys."""
 
-    def __init__(self, value: Any, where: str, keys: tuple[str, ...]) -> None:
+    def __init__(self, value: Any, where: str, keys: tuple[str, ...], fmt: str = FORMAT) -> None:
         name = where or "the bundle"
         if not isinstance(value, dict):
             raise ProofInvalid(f"{name} must be a JSON object")
@@ -38,11 +38,10 @@ class _Obj:
                 raise ProofInvalid(f"{self._at(where, key)} is missing: the bundle is incomplete")
         for key in value:
             if key not in keys:
-                raise ProofInvalid(
-                    f"unexpected field {self._at(where, str(key))}: {FORMAT} has no such field"
-                )
+                raise ProofInvalid(f"unexpected field {self._at(where, str(key))}: {fmt} has no such field")
         self._value: dict[str, Any] = value
         self._where = where
+        self._fmt = fmt
 
     @staticmethod
     def _at(where: str, key: str) -> str:
@@ -75,6 +74,10 @@ class _Obj:
     def hex(self, key: str, size: _Size = None) -> bytes:
         return _hex_value(self._value[key], self.field(key), size)
 
+    def optional_hex(self, key: str, size: _Size = None) -> bytes | None:
+        """Hex bytes, or None for a JSON null."""
+        return None if self._value[key] is None else self.hex(key, size)
+
     def hexes(self, key: str, size: int) -> list[bytes]:
         return [_hex_value(v, f"{self.field(key)}[{i}]", size) for i, v in enumerate(self.items(key))]
 
@@ -85,7 +88,11 @@ class _Obj:
         return v
 
     def obj(self, key: str, keys: tuple[str, ...]) -> _Obj:
-        return _Obj(self._value[key], self.field(key), keys)
+        return _Obj(self._value[key], self.field(key), keys, self._fmt)
+
+    def item_obj(self, key: str, index: int, item: Any, keys: tuple[str, ...]) -> _Obj:
+        """Element ``index`` (``item``) of the array ``key``, as an object with ``keys``."""
+        return _Obj(item, f"{self.field(key)}[{index}]", keys, self._fmt)
 
     def optional_obj(self, key: str, keys: tuple[str, ...]) -> _Obj | None:
         return None if self._value[key] is None else self.obj(key, keys)
@@ -132,6 +139,32 @@ class _Anchor:
     commit: _Commit
 
 
+class _Certified(Protocol):
+    """What a bundle of either kind holds to certify its block: the block header, the
+    validator set, the block's commit and the optional anchor (the checks of §7 steps 9-12)."""
+
+    @property
+    def suite(self) -> str: ...
+    @property
+    def chain_id(self) -> str: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def time(self) -> int: ...
+    @property
+    def block_hash(self) -> bytes: ...
+    @property
+    def header(self) -> bytes: ...
+    @property
+    def commit(self) -> _Commit | None: ...
+    @property
+    def validator_set(self) -> bytes: ...
+    @property
+    def validators(self) -> list[Validator]: ...
+    @property
+    def anchor(self) -> _Anchor | None: ...
+
+
 @dataclass(frozen=True)
 class _Bundle:
     """The bundle's values, typed and hex-decoded but not yet checked against each other."""
@@ -173,43 +206,72 @@ _TOP_KEYS = (
 _COMMIT_KEYS = ("height", "round", "block_hash", "signatures")
 
 
+_ANCHOR_KEYS = ("height", "hash", "header", "history_path", "commit")
+_BLOCK_KEYS = ("height", "time", "hash", "header")
+_VALIDATOR_SET_KEYS = ("encoded", "validators")
+
+
 def _read_commit(c: _Obj, suite: str) -> _Commit:
     sigs = []
     for i, item in enumerate(c.items("signatures")):
-        s = _Obj(item, f"{c.field('signatures')}[{i}]", ("validator", "signature"))
+        s = c.item_obj("signatures", i, item, ("validator", "signature"))
         sigs.append((s.hex("validator", PUBLIC_KEY_SIZES[suite]), s.hex("signature", SIGNATURE_SIZES[suite])))
     return _Commit(c.where, c.uint("height"), c.uint("round"), c.hex("block_hash", HASH_SIZE), sigs)
 
 
-def _read_bundle(bundle: Any) -> _Bundle:
-    """The typed values of ``bundle``; raise ProofInvalid on any shape, type or hex fault."""
+def _read_validators(v: _Obj, suite: str) -> list[Validator]:
+    """The readable listing ``validator_set.validators``."""
+    validators = []
+    for i, item in enumerate(v.items("validators")):
+        e = v.item_obj("validators", i, item, ("public_key", "power", "name"))
+        validators.append(
+            Validator(e.hex("public_key", PUBLIC_KEY_SIZES[suite]), e.uint("power"), e.text("name"))
+        )
+    return validators
+
+
+def _read_anchor(a: _Obj | None, suite: str) -> _Anchor | None:
+    if a is None:
+        return None
+    return _Anchor(
+        a.uint("height"),
+        a.hex("hash", HASH_SIZE),
+        a.hex("header"),
+        a.hexes("history_path", HASH_SIZE),
+        _read_commit(a.obj("commit", _COMMIT_KEYS), suite),
+    )
+
+
+def _read_suite(bundle: Any, fmt: str, kind: str) -> str:
+    """The suite of a bundle of format ``fmt`` (a ``kind``); raise unless both are known."""
     # The bundle is a JSON object of a format this verifier reads.
     if not isinstance(bundle, dict):
         raise ProofInvalid("the bundle must be a JSON object")
     if "format" not in bundle:
-        raise ProofInvalid(f"format is missing: not a proof bundle ({FORMAT})")
-    if bundle["format"] != FORMAT:
-        raise ProofInvalid(f"unknown proof format {bundle['format']!r}: this verifier reads {FORMAT}")
+        raise ProofInvalid(f"format is missing: not a {kind} ({fmt})")
+    if bundle["format"] != fmt:
+        raise ProofInvalid(f"unknown proof format {bundle['format']!r}: this verifier reads {fmt}")
     # The suite is one this verifier knows.
     if bundle.get("suite") not in SUITE_NAMES:
         raise ProofInvalid(f"unknown suite {bundle.get('suite')!r}: expected one of {', '.join(SUITE_NAMES)}")
     suite: str = bundle["suite"]
+    return suite
+
+
+def _read_bundle(bundle: Any) -> _Bundle:
+    """The typed values of ``bundle``; raise ProofInvalid on any shape, type or hex fault."""
+    suite = _read_suite(bundle, FORMAT, "proof bundle")
     # Every field is present with the right type, none is unexpected, and all hex decodes
     # to a size the format allows.
     top = _Obj(bundle, "", _TOP_KEYS)
     t = top.obj("tx", ("index", "hash", "encoded", "path"))
     r = top.obj("receipt", ("encoded", "path"))
-    b = top.obj("block", ("height", "time", "hash", "header"))
+    b = top.obj("block", _BLOCK_KEYS)
     c = top.optional_obj("commit", _COMMIT_KEYS)
-    v = top.obj("validator_set", ("encoded", "validators"))
-    validators = []
-    for i, item in enumerate(v.items("validators")):
-        e = _Obj(item, f"{v.field('validators')}[{i}]", ("public_key", "power", "name"))
-        validators.append(
-            Validator(e.hex("public_key", PUBLIC_KEY_SIZES[suite]), e.uint("power"), e.text("name"))
-        )
+    v = top.obj("validator_set", _VALIDATOR_SET_KEYS)
+    validators = _read_validators(v, suite)
     ev = top.optional_obj("evidence", ("digest", "name", "height", "time"))
-    a = top.optional_obj("anchor", ("height", "hash", "header", "history_path", "commit"))
+    a = top.optional_obj("anchor", _ANCHOR_KEYS)
     return _Bundle(
         suite=suite,
         chain_id=top.text("chain_id"),
@@ -229,15 +291,7 @@ def _read_bundle(bundle: Any) -> _Bundle:
         evidence=None
         if ev is None
         else (ev.hex("digest", DIGEST_SIZES), ev.text("name"), ev.uint("height"), ev.uint("time")),
-        anchor=None
-        if a is None
-        else _Anchor(
-            a.uint("height"),
-            a.hex("hash", HASH_SIZE),
-            a.hex("header"),
-            a.hexes("history_path", HASH_SIZE),
-            _read_commit(a.obj("commit", _COMMIT_KEYS), suite),
-        ),
+        anchor=_read_anchor(a, suite),
     )
 
 

@@ -26,7 +26,14 @@ from zhongshu.ledger.proof.common import (
     _evidence_args,
 )
 from zhongshu.ledger.proof.digest import digest_file
-from zhongshu.ledger.proof.reader import _Bundle, _Commit, _decode, _read_bundle, check_size
+from zhongshu.ledger.proof.reader import (
+    _Bundle,
+    _Certified,
+    _Commit,
+    _decode,
+    _read_bundle,
+    check_size,
+)
 from zhongshu.ledger.types import (
     HASH_SIZE,
     PRECOMMIT,
@@ -74,8 +81,8 @@ def _check_transaction(suite: Suite, p: _Bundle) -> tuple[Transaction, bytes]:
     return tx, tx_hash
 
 
-def _check_header(suite: Suite, p: _Bundle, tx: Transaction) -> Header:
-    """The block header, which holds the transaction's chain id."""
+def _check_block_header(suite: Suite, p: _Certified) -> Header:
+    """The block header, decoded and matching the bundle's readable block fields."""
     # The header decodes canonically and hashes to block.hash.
     header = _decode(p.header, Header, "block.header")
     _check_header_sizes(suite, header, "block.header")
@@ -84,6 +91,12 @@ def _check_header(suite: Suite, p: _Bundle, tx: Transaction) -> Header:
     # block.height and block.time are the header's own, and the height is a real one.
     if (p.height, p.time) != (header.height, header.time) or header.height < 1:
         raise ProofInvalid("block.height or block.time differs from the encoded header")
+    return header
+
+
+def _check_header(suite: Suite, p: _Bundle, tx: Transaction) -> Header:
+    """The block header, which holds the transaction's chain id."""
+    header = _check_block_header(suite, p)
     # One chain throughout: the header's, the transaction's and the bundle's chain id agree.
     if not header.chain_id == tx.chain_id == p.chain_id:
         raise ProofInvalid(
@@ -157,7 +170,7 @@ def _check_in_block(suite: Suite, p: _Bundle, header: Header, tx_hash: bytes) ->
         raise ProofInvalid(f"the transaction failed on chain ({receipt.error or 'no reason given'})")
 
 
-def _check_anchor(suite: Suite, p: _Bundle, header: Header) -> tuple[Header, bytes, _Commit]:
+def _check_anchor(suite: Suite, p: _Certified, header: Header) -> tuple[Header, bytes, _Commit]:
     """The header the proof rests on, its hash and its commit: the anchor's, or the block's."""
     if p.anchor is None:
         # Without an anchor the block's own commit certifies it.
@@ -200,7 +213,7 @@ def _check_genesis_hash(suite: Suite, tx: Transaction, trusted: Genesis) -> None
 
 
 def _check_validator_set(
-    suite: Suite, p: _Bundle, signed_header: Header, trusted: Genesis | None
+    suite: Suite, p: _Certified, signed_header: Header, trusted: Genesis | None
 ) -> ValidatorSet:
     """The validator set named by the certified header (and by the trusted genesis)."""
     # The set decodes canonically and the readable listing is the encoded one.
@@ -262,6 +275,25 @@ def _check_commit(
     return signed
 
 
+def _check_commits(
+    suite: Suite,
+    p: _Certified,
+    header: Header,
+    certified: tuple[Header, bytes, _Commit],
+    vset: ValidatorSet,
+) -> int:
+    """The power that certified the header ``_check_anchor`` chose; the block's own commit too
+    when an anchored bundle carries it (§7 step 12)."""
+    signed_header, signed_hash, signed_commit = certified
+    signed = _check_commit(suite, p.chain_id, signed_commit, signed_header, signed_hash, vset)
+    if p.anchor is not None and p.commit is not None:
+        # Anchored, the block's own commit is checked too, under the same validator set.
+        if header.validator_set_hash != signed_header.validator_set_hash:
+            raise ProofInvalid("commit is present but the block names another validator set")
+        _check_commit(suite, p.chain_id, p.commit, header, p.block_hash, vset)
+    return signed
+
+
 def verify_bundle(
     bundle: Any,
     *,
@@ -292,12 +324,7 @@ def verify_bundle(
     vset = _check_validator_set(suite, p, signed_header, trusted)
     if trusted is not None:
         _check_genesis_hash(suite, tx, trusted)
-    signed = _check_commit(suite, p.chain_id, signed_commit, signed_header, signed_hash, vset)
-    if p.anchor is not None and p.commit is not None:
-        # Anchored, the block's own commit is checked too, under the same validator set.
-        if header.validator_set_hash != signed_header.validator_set_hash:
-            raise ProofInvalid("commit is present but the block names another validator set")
-        _check_commit(suite, p.chain_id, p.commit, header, p.block_hash, vset)
+    signed = _check_commits(suite, p, header, (signed_header, signed_hash, signed_commit), vset)
     return VerifiedProof(
         chain_id=p.chain_id,
         genesis_hash=tx.genesis_hash,

@@ -1,0 +1,338 @@
+"""State proof bundles (``zhongshu-state-proof/1``): a key's value, or its absence, at a height.
+
+A state bundle carries the key, its value (or null), the state map's proof (ledger.smt) against
+the block header's ``state_root``, and the same certification as a transaction bundle: the
+block's commit, the validator set, and optionally a newer anchor header proving the block
+through its history root. docs/proof-format.md §9 specifies every byte. Under an evidence key
+(``ev/d/<digest>``) the value is a deposit's ``EvidenceRecord``, which the verifier decodes, so a
+state bundle also proves that a file was deposited, or that it was not, as of a height.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from zhongshu.codec import DecodeError, encode
+from zhongshu.crypto import get_suite
+from zhongshu.ledger import smt
+from zhongshu.ledger.evidence_args import (
+    DIGEST_ALGORITHM_KEY,
+    EVIDENCE_KEY_PREFIX,
+    EvidencePut,
+    EvidenceRecord,
+    digest_algorithm,
+)
+from zhongshu.ledger.hashing import compute_block_hash, compute_validator_set_hash
+from zhongshu.ledger.merkle import hash_leaf, inclusion_proof, root_from_leaf_hashes
+from zhongshu.ledger.proof.common import ProofInvalid, _hexes, commit_to_json
+from zhongshu.ledger.proof.digest import digest_file
+from zhongshu.ledger.proof.reader import (
+    _ANCHOR_KEYS,
+    _BLOCK_KEYS,
+    _COMMIT_KEYS,
+    _VALIDATOR_SET_KEYS,
+    _Anchor,
+    _Commit,
+    _decode,
+    _Obj,
+    _read_anchor,
+    _read_commit,
+    _read_suite,
+    _read_validators,
+)
+from zhongshu.ledger.proof.verify import (
+    _check_anchor,
+    _check_block_header,
+    _check_commits,
+    _check_validator_set,
+)
+from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Validator, ValidatorSet
+
+STATE_FORMAT = "zhongshu-state-proof/1"
+"""The format identifier every state bundle carries in ``format``."""
+
+_TOP_KEYS = ("format", "suite", "chain_id", "state", "block", "commit", "validator_set", "anchor")
+_STATE_KEYS = ("key", "value", "proof")
+
+
+@dataclass(frozen=True)
+class VerifiedState:
+    """What a valid state bundle proves."""
+
+    chain_id: str
+    """The chain whose state it is."""
+    height: int
+    """The height after whose block the key held ``value``."""
+    time: int
+    """That block's time, milliseconds since the Unix epoch (chosen by its proposer)."""
+    block_hash: bytes
+    """Hash of that block's header."""
+    key: bytes
+    """The state key proven."""
+    value: bytes | None
+    """Its value after block ``height``; None: the key was absent."""
+    signed_power: int
+    """Voting power whose precommits verified (on the anchor header when anchored)."""
+    total_power: int
+    """Total voting power of the validator set."""
+    anchor_height: int | None = None
+    """Height of the newer header that proved the block, when the bundle is anchored."""
+    trusted: bool = False
+    """True when the validator set, suite and chain id were checked against a trusted genesis."""
+    evidence: EvidenceRecord | None = None
+    """The deposit under an evidence key (``ev/d/<digest>``) that holds one; else None."""
+    algorithm: str | None = None
+    """The hash a checked file (or file digest) was compared by; None when none was given."""
+    file_checked: bool = False
+    """True when a file (or its digest) was given and is the evidence key's digest."""
+
+
+@dataclass(frozen=True)
+class _StateBundle:
+    """The state bundle's values, typed and hex-decoded but not yet checked against each other."""
+
+    suite: str
+    chain_id: str
+    key: bytes
+    value: bytes | None
+    proof: bytes
+    height: int
+    time: int
+    block_hash: bytes
+    header: bytes
+    commit: _Commit | None
+    validator_set: bytes
+    validators: list[Validator]
+    anchor: _Anchor | None
+
+
+def build_state_bundle(
+    suite_name: str,
+    key: bytes,
+    value: bytes | None,
+    proof: smt.SparseMerkleProof,
+    block: Block,
+    commit: CommitCertificate | None,
+    validator_set: ValidatorSet,
+    *,
+    anchor: tuple[Header, CommitCertificate, list[bytes]] | None = None,
+) -> dict[str, Any]:
+    """The state bundle proving ``key`` held ``value`` (None: was absent) after ``block``.
+
+    ``proof`` must verify against the block header's ``state_root``. ``validator_set``,
+    ``commit`` and ``anchor`` = (newer header, its commit, hashes of blocks 1 .. newer.height-1)
+    are as for ``build_bundle``: without an anchor ``commit`` is required; with one it is
+    included when given and the block names the same validator set. Raises ValueError when the
+    inputs do not fit together.
+    """
+    h = get_suite(suite_name).hasher()
+    header = block.header
+    if not smt.verify_proof(h, header.state_root, key, value, proof):
+        what = "absence" if value is None else "value"
+        raise ValueError(f"the proof does not show the key's {what} under the header's state_root")
+    block_hash = compute_block_hash(h, header)
+    vset_hash = compute_validator_set_hash(h, validator_set)
+    anchor_json: dict[str, Any] | None = None
+    if anchor is not None:
+        a_header, a_commit, hashes = anchor
+        a_hash = compute_block_hash(h, a_header)
+        if a_header.height <= header.height or len(hashes) != a_header.height - 1:
+            raise ValueError("the anchor must be newer than the block and come with its history")
+        if hashes[header.height - 1] != block_hash:
+            raise ValueError("the history's block hash at the block's height is not the block's")
+        history_leaves = [hash_leaf(h, bh) for bh in hashes]
+        if root_from_leaf_hashes(h, history_leaves) != a_header.history_root:
+            raise ValueError("the block hashes do not match the anchor header's history_root")
+        _require_certifies(a_commit, a_header, a_hash, "the anchor commit")
+        if a_header.validator_set_hash != vset_hash:
+            raise ValueError("the validator set is not the one the anchor header names")
+        anchor_json = {
+            "height": a_header.height,
+            "hash": a_hash.hex(),
+            "header": encode(a_header).hex(),
+            "history_path": _hexes(inclusion_proof(h, history_leaves, header.height - 1)),
+            "commit": commit_to_json(a_commit),
+        }
+        # The block's own commit is an extra check, possible only under the same validator set.
+        if header.validator_set_hash != vset_hash:
+            commit = None
+    elif commit is None:
+        raise ValueError("a bundle without an anchor needs the block's commit certificate")
+    elif header.validator_set_hash != vset_hash:
+        raise ValueError("the validator set is not the one the block header names")
+    if commit is not None:
+        _require_certifies(commit, header, block_hash, "the commit")
+    return {
+        "format": STATE_FORMAT,
+        "suite": suite_name,
+        "chain_id": header.chain_id,
+        "state": {
+            "key": key.hex(),
+            "value": None if value is None else value.hex(),
+            "proof": smt.encode_proof(proof).hex(),
+        },
+        "block": {
+            "height": header.height,
+            "time": header.time,
+            "hash": block_hash.hex(),
+            "header": encode(header).hex(),
+        },
+        "commit": None if commit is None else commit_to_json(commit),
+        "validator_set": {
+            "encoded": encode(validator_set).hex(),
+            "validators": [
+                {"public_key": v.public_key.hex(), "power": v.power, "name": v.name}
+                for v in validator_set.validators
+            ],
+        },
+        "anchor": anchor_json,
+    }
+
+
+def _require_certifies(commit: CommitCertificate, header: Header, block_hash: bytes, what: str) -> None:
+    if commit.block_hash != block_hash or commit.height != header.height:
+        raise ValueError(f"{what} is for another block than the header given")
+
+
+def _read_state_bundle(bundle: Any) -> _StateBundle:
+    """The typed values of a state bundle; raise ProofInvalid on any shape, type or hex fault."""
+    suite = _read_suite(bundle, STATE_FORMAT, "state proof bundle")
+    # Every field is present with the right type, none is unexpected, and all hex decodes
+    # to a size the format allows.
+    top = _Obj(bundle, "", _TOP_KEYS, STATE_FORMAT)
+    s = top.obj("state", _STATE_KEYS)
+    b = top.obj("block", _BLOCK_KEYS)
+    c = top.optional_obj("commit", _COMMIT_KEYS)
+    v = top.obj("validator_set", _VALIDATOR_SET_KEYS)
+    validators = _read_validators(v, suite)
+    a = top.optional_obj("anchor", _ANCHOR_KEYS)
+    return _StateBundle(
+        suite=suite,
+        chain_id=top.text("chain_id"),
+        key=s.hex("key"),
+        value=s.optional_hex("value"),
+        proof=s.hex("proof"),
+        height=b.uint("height"),
+        time=b.uint("time"),
+        block_hash=b.hex("hash", smt.HASH_SIZE),
+        header=b.hex("header"),
+        commit=None if c is None else _read_commit(c, suite),
+        validator_set=v.hex("encoded"),
+        validators=validators,
+        anchor=_read_anchor(a, suite),
+    )
+
+
+def _check_state(p: _StateBundle, header: Header) -> None:
+    """The key holds the value (or is absent) in the state map whose root the header holds."""
+    h = get_suite(p.suite).hasher()
+    # The proof is the canonical encoding of a SparseMerkleProof.
+    try:
+        proof = smt.decode_proof(p.proof)
+    except DecodeError as exc:
+        raise ProofInvalid(f"state.proof is not a canonical smtproof: {exc}") from None
+    # It leads from H(key) and H(value) (or to an empty slot or another key's leaf) to state_root.
+    if not smt.verify_proof(h, header.state_root, p.key, p.value, proof):
+        what = "absence of the key" if p.value is None else "key's value"
+        raise ProofInvalid(f"state.proof does not prove the {what} under the block's state_root")
+
+
+def _check_record(p: _StateBundle, header: Header) -> EvidenceRecord | None:
+    """The deposit an evidence key holds; None for another key or an absent one."""
+    if not p.key.startswith(EVIDENCE_KEY_PREFIX) or p.value is None:
+        return None
+    digest = p.key[len(EVIDENCE_KEY_PREFIX) :]
+    # The value under ev/d/<digest> is a canonical EvidenceRecord of that digest.
+    record = _decode(p.value, EvidenceRecord, "state.value (an evidence key's)")
+    if record.digest != digest:
+        raise ProofInvalid("the evidence record under the key is of another digest")
+    # It was deposited at or before the proven height.
+    if record.height > header.height or record.time > header.time:
+        raise ProofInvalid("the evidence record says it was deposited after the proven block")
+    # The digest names a hash this format knows (or its size implies one).
+    if _record_algorithm(record, p.suite) is None:
+        named = record.metadata.get(DIGEST_ALGORITHM_KEY)
+        raise ProofInvalid(
+            f"the deposit's digest of {len(record.digest)} bytes is not a digest of "
+            + (f"the hash it names ({named!r})" if named is not None else "32, 48 or 64 bytes")
+        )
+    return record
+
+
+def _record_algorithm(record: EvidenceRecord, suite: str) -> str | None:
+    """The hash a deposit's digest was made with (§2, "The digest's hash")."""
+    return digest_algorithm(EvidencePut(record.digest, record.name, record.metadata), suite)
+
+
+def _check_file(
+    p: _StateBundle, record: EvidenceRecord | None, file_digest: bytes | None, file: BinaryIO | None
+) -> str | None:
+    """The hash a given file (or file digest) was compared by; None when none was given."""
+    if file is None and file_digest is None:
+        return None
+    # A file is checked against an evidence key only.
+    if not p.key.startswith(EVIDENCE_KEY_PREFIX):
+        raise ProofInvalid("a file was given, but this state proof is not of an evidence key (ev/d/...)")
+    digest = p.key[len(EVIDENCE_KEY_PREFIX) :]
+    # The hash: the deposit's (present), else the default for the digest's size (absent).
+    if record is not None:
+        algorithm = _record_algorithm(record, p.suite)
+    else:
+        algorithm = digest_algorithm(EvidencePut(digest, ""), p.suite)
+    if algorithm is None:
+        raise ProofInvalid(f"the key's digest of {len(digest)} bytes is not a digest of 32, 48 or 64 bytes")
+    # The file is the one the key names.
+    given = digest_file(algorithm, file) if file is not None else file_digest or b""
+    if given != digest:
+        raise ProofInvalid(
+            f"the file's {algorithm} digest {given.hex()} is not the key's digest {digest.hex()}"
+        )
+    return algorithm
+
+
+def verify_state_bundle(
+    bundle: Any,
+    *,
+    trusted: Genesis | None,
+    file: BinaryIO | None = None,
+    file_digest: bytes | None = None,
+) -> VerifiedState:
+    """Check a state bundle completely, offline; raise ProofInvalid at the first failing check.
+
+    Valid means: the state map's proof leads from the key and its value (or from the key's
+    absence) to the ``state_root`` of a block header certified by more than 2/3 of the voting
+    power of the validator set the header (or a newer anchor header proving it through its
+    history root) names; with ``trusted``, that set, the suite and the chain id are the
+    genesis's. The value under an evidence key must be a canonical deposit record of the key's
+    digest. With ``file`` (a binary stream) or ``file_digest``, the key must be an evidence key
+    and the file's digest the key's. Any ``bundle`` value that is not a valid state bundle
+    raises ProofInvalid; an OSError reading ``file`` propagates.
+    """
+    p = _read_state_bundle(bundle)
+    suite = get_suite(p.suite)
+    header = _check_block_header(suite, p)
+    # One chain throughout: the header's and the bundle's chain id agree.
+    if header.chain_id != p.chain_id:
+        raise ProofInvalid(f"chain ids disagree: bundle {p.chain_id!r}, header {header.chain_id!r}")
+    _check_state(p, header)
+    record = _check_record(p, header)
+    algorithm = _check_file(p, record, file_digest, file)
+    certified = _check_anchor(suite, p, header)
+    vset = _check_validator_set(suite, p, certified[0], trusted)
+    signed = _check_commits(suite, p, header, certified, vset)
+    return VerifiedState(
+        chain_id=p.chain_id,
+        height=header.height,
+        time=header.time,
+        block_hash=p.block_hash,
+        key=p.key,
+        value=p.value,
+        signed_power=signed,
+        total_power=vset.total_power(),
+        anchor_height=None if p.anchor is None else certified[0].height,
+        trusted=trusted is not None,
+        evidence=record,
+        algorithm=algorithm,
+        file_checked=algorithm is not None,
+    )
