@@ -42,7 +42,9 @@ set), since the tree collapses a leaf or an empty slot beside a placeholder into
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Protocol
 
 import msgspec
@@ -142,8 +144,12 @@ def is_leaf_node(node: bytes) -> bool:
     return node[:1] == LEAF_TAG
 
 
-# A pending change: (key_hash, value_hash or None to delete), sorted by key_hash.
-_Change = tuple[bytes, bytes | None]
+# A pending change: (key hash as a 256-bit integer, key_hash, value_hash or None to delete).
+# The integer orders the changes by path and finds where a subtree's changes part (bisect).
+_Change = tuple[int, bytes, bytes | None]
+# A leaf to build: (key hash as an integer, key_hash, value_hash).
+_Leaf = tuple[int, bytes, bytes]
+_path_of = itemgetter(0)
 
 
 class SparseMerkleTree:
@@ -167,68 +173,19 @@ class SparseMerkleTree:
     def apply(self, root: bytes, updates: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
         """The root after applying ``updates`` (key -> value, None deletes) to version ``root``.
 
-        Returns the new root and the nodes it needs that this batch created (hash -> bytes);
-        the caller stores them. Stored nodes are never changed, so ``root`` stays provable.
-        Deleting an absent key or writing a key's present value changes nothing.
+        Returns the new root and the nodes it needs that the store does not hold yet
+        (hash -> bytes); the caller stores them. Stored nodes are never changed, so ``root``
+        stays provable. Deleting an absent key or writing a key's present value changes nothing.
         """
-        changes = sorted(
-            (self.h(key), None if value is None else self.h(value)) for key, value in updates.items()
-        )
-        new_nodes: dict[bytes, bytes] = {}
-        new_root = self._apply_at(root, 0, changes, new_nodes)
-        # Only nodes reachable from the new root are returned: a batch creates each node once,
-        # but a node equal to one already stored need not be written again.
-        return new_root, {k: v for k, v in new_nodes.items() if self.store.get_node(k) is None}
-
-    def _apply_at(
-        self, node_hash: bytes, depth: int, changes: list[_Change], new_nodes: dict[bytes, bytes]
-    ) -> bytes:
-        """The subtree at ``depth`` after ``changes`` (all under it, sorted by key hash)."""
-        if not changes:
-            return node_hash
-        if node_hash == PLACEHOLDER:
-            return self._build(depth, [(k, v) for k, v in changes if v is not None], new_nodes)
-        node = self.get_node(node_hash)
-        if is_leaf_node(node):
-            return self._build(depth, _merge_leaf(node, changes), new_nodes)
-        split = _split_point(changes, depth)
-        left = self._apply_at(node[1 : 1 + HASH_SIZE], depth + 1, changes[:split], new_nodes)
-        right = self._apply_at(node[1 + HASH_SIZE :], depth + 1, changes[split:], new_nodes)
-        return self._join(left, right, new_nodes)
-
-    def _build(self, depth: int, leaves: list[tuple[bytes, bytes]], new_nodes: dict[bytes, bytes]) -> bytes:
-        """The canonical subtree at ``depth`` over ``leaves`` (sorted, distinct key hashes)."""
-        if not leaves:
-            return PLACEHOLDER
-        if len(leaves) == 1:
-            return self._add_node(encode_leaf(*leaves[0]), new_nodes)
-        # Two distinct 256-bit key hashes differ at some bit before depth 256.
-        if depth >= KEY_BITS:
-            raise TreeError("two updates have the same key hash")
-        split = _split_point(leaves, depth)
-        left = self._build(depth + 1, leaves[:split], new_nodes)
-        right = self._build(depth + 1, leaves[split:], new_nodes)
-        return self._join(left, right, new_nodes)
-
-    def _join(self, left: bytes, right: bytes, new_nodes: dict[bytes, bytes]) -> bytes:
-        """The parent of two subtrees, collapsed when it holds no leaf or a single leaf."""
-        # Beside an empty side, an empty subtree or a single leaf is taken up as it is.
-        if right == PLACEHOLDER and self._is_leaf_or_empty(left, new_nodes):
-            return left
-        if left == PLACEHOLDER and self._is_leaf_or_empty(right, new_nodes):
-            return right
-        return self._add_node(encode_internal(left, right), new_nodes)
-
-    def _is_leaf_or_empty(self, node_hash: bytes, new_nodes: dict[bytes, bytes]) -> bool:
-        if node_hash == PLACEHOLDER:
-            return True
-        node = new_nodes.get(node_hash)
-        return is_leaf_node(self.get_node(node_hash) if node is None else node)
-
-    def _add_node(self, node: bytes, new_nodes: dict[bytes, bytes]) -> bytes:
-        node_hash = self.h(node)
-        new_nodes[node_hash] = node
-        return node_hash
+        h = self.h
+        changes: list[_Change] = []
+        for key, value in updates.items():
+            key_hash = h(key)
+            changes.append((int.from_bytes(key_hash, "big"), key_hash, None if value is None else h(value)))
+        changes.sort(key=_path_of)
+        batch = _Batch(self, changes)
+        new_root = batch.apply_range(root, 0, 0, len(changes)) if changes else root
+        return new_root, batch.new_nodes
 
     def get_value_hash(self, root: bytes, key: bytes) -> bytes | None:
         """H(value) of ``key`` in version ``root``, or None when the key is absent."""
@@ -265,19 +222,187 @@ class SparseMerkleTree:
         )
 
 
-def _split_point(items: Sequence[tuple[bytes, object]], depth: int) -> int:
-    """Index of the first item whose key hash has bit ``depth`` set (items sorted by key hash)."""
-    for i, item in enumerate(items):
-        if get_bit(item[0], depth):
-            return i
-    return len(items)
+class _Batch:
+    """One call of ``apply``: the sorted changes, and the new nodes made so far.
+
+    Changes are walked by index ranges into one sorted list: the changes under a subtree at
+    depth d share their first d path bits, so the split between its two sides is a bisection.
+    Above the depth where the changes part, the walk recurses; below it each path holds one
+    change and is walked down and back up in a loop (``apply_one``), which is where most of a
+    large tree's nodes are made.
+
+    ``new_nodes`` holds only nodes the store lacks. A node is checked against the store once,
+    when it is made, and only when no child of it is new: a stored node's children are stored
+    (``apply`` returns whole paths and pruning keeps what a kept node reaches), so a node over
+    a new child is new itself.
+    """
+
+    def __init__(self, tree: SparseMerkleTree, changes: list[_Change]) -> None:
+        self.h = tree.h
+        self.read_stored = tree.get_node
+        self.get_stored = tree.store.get_node
+        self.changes = changes
+        self.new_nodes: dict[bytes, bytes] = {}
+
+    def apply_range(self, node_hash: bytes, depth: int, lo: int, hi: int) -> bytes:
+        """The subtree at ``depth`` after ``changes[lo:hi]`` (all under it, at least one)."""
+        if hi - lo == 1:
+            return self.apply_one(node_hash, depth, self.changes[lo])
+        if node_hash == PLACEHOLDER:
+            inserts = [(p, k, v) for p, k, v in self.changes[lo:hi] if v is not None]
+            return self.build(inserts, 0, len(inserts), depth) if inserts else PLACEHOLDER
+        node = self.read_stored(node_hash)
+        if is_leaf_node(node):
+            return self.merge_leaf(node, depth, lo, hi)
+        split = _split_point(self.changes, depth, lo, hi)
+        left, right = node[1 : 1 + HASH_SIZE], node[1 + HASH_SIZE :]
+        new_left = self.apply_range(left, depth + 1, lo, split) if lo < split else left
+        new_right = self.apply_range(right, depth + 1, split, hi) if split < hi else right
+        if new_left == left and new_right == right:
+            return node_hash
+        # Beside an empty side, an empty subtree or a single leaf is taken up as it is.
+        if new_right == PLACEHOLDER and self.is_leaf_or_empty(new_left):
+            return new_left
+        if new_left == PLACEHOLDER and self.is_leaf_or_empty(new_right):
+            return new_right
+        return self.add_internal(new_left, new_right)
+
+    def apply_one(self, node_hash: bytes, depth: int, change: _Change) -> bytes:
+        """The subtree at ``depth`` after one change under it: down its path, then back up."""
+        path, key_hash, value_hash = change
+        top = node_hash
+        get_stored = self.get_stored
+        siblings: list[bytes] = []
+        node = b""
+        # Down: through internal nodes to the leaf or empty slot on the path.
+        while node_hash != PLACEHOLDER:
+            node = get_stored(node_hash) or b""
+            # A stored node of the right size and tag; else read_stored raises the typed error.
+            if len(node) != NODE_SIZE or node[0] > 1:
+                node = self.read_stored(node_hash)
+            if node[0] == 0:
+                break
+            if (path >> (KEY_BITS - 1 - depth)) & 1:
+                siblings.append(node[1 : 1 + HASH_SIZE])
+                node_hash = node[1 + HASH_SIZE :]
+            else:
+                siblings.append(node[1 + HASH_SIZE :])
+                node_hash = node[1 : 1 + HASH_SIZE]
+            depth += 1
+        # The change at the end of the path; ``single``: the result is empty or one leaf.
+        if node_hash != PLACEHOLDER and node[1 : 1 + HASH_SIZE] != key_hash:
+            # Another key's leaf: deleting changes nothing; writing parts the two keys below.
+            if value_hash is None:
+                return top
+            new, single = self.build_pair(node_hash, node, path, key_hash, value_hash, depth), False
+        elif value_hash is None:
+            if node_hash == PLACEHOLDER:
+                return top
+            new, single = PLACEHOLDER, True
+        elif node_hash != PLACEHOLDER and node[1 + HASH_SIZE :] == value_hash:
+            return top
+        else:
+            new, single = self.add_leaf(key_hash, value_hash), True
+        # Up: each parent over the new child and the old sibling, collapsed as in apply_range.
+        # ``fresh``: the child is a node the store lacks, so its parent is not stored either.
+        h, new_nodes = self.h, self.new_nodes
+        fresh = new in new_nodes
+        for sibling in reversed(siblings):
+            depth -= 1
+            if single:
+                # An empty slot or a single leaf beside an empty side is taken up as it is;
+                # so is a leaf beside a side left empty.
+                if sibling == PLACEHOLDER:
+                    continue
+                if new == PLACEHOLDER and self.is_leaf_or_empty(sibling):
+                    new = sibling
+                    continue
+                single = False
+            if (path >> (KEY_BITS - 1 - depth)) & 1:
+                node = INTERNAL_TAG + sibling + new
+            else:
+                node = INTERNAL_TAG + new + sibling
+            new = h(node)
+            if fresh or get_stored(new) is None:
+                new_nodes[new] = node
+                fresh = True
+        return new
+
+    def build_pair(
+        self, old_hash: bytes, old_leaf: bytes, path: int, key_hash: bytes, value_hash: bytes, depth: int
+    ) -> bytes:
+        """The subtree at ``depth`` over a stored leaf and a new key's leaf on the same path."""
+        fork = KEY_BITS - (path ^ int.from_bytes(old_leaf[1 : 1 + HASH_SIZE], "big")).bit_length()
+        new_leaf = self.add_leaf(key_hash, value_hash)
+        if (path >> (KEY_BITS - 1 - fork)) & 1:
+            node = self.add_internal(old_hash, new_leaf)
+        else:
+            node = self.add_internal(new_leaf, old_hash)
+        return self.add_single_parents(node, path, fork, depth)
+
+    def merge_leaf(self, leaf: bytes, depth: int, lo: int, hi: int) -> bytes:
+        """The subtree at ``depth`` of one stored leaf after ``changes[lo:hi]``."""
+        merged: dict[bytes, bytes | None] = {leaf[1 : 1 + HASH_SIZE]: leaf[1 + HASH_SIZE :]}
+        merged.update((key_hash, value_hash) for _, key_hash, value_hash in self.changes[lo:hi])
+        leaves = sorted((int.from_bytes(k, "big"), k, v) for k, v in merged.items() if v is not None)
+        return self.build(leaves, 0, len(leaves), depth) if leaves else PLACEHOLDER
+
+    def build(self, leaves: list[_Leaf], lo: int, hi: int, depth: int) -> bytes:
+        """The canonical subtree at ``depth`` over ``leaves[lo:hi]`` (sorted, distinct, not empty)."""
+        if hi - lo == 1:
+            _, key_hash, value_hash = leaves[lo]
+            return self.add_leaf(key_hash, value_hash)
+        first = leaves[lo][0]
+        # The depth where the leaves part; above it every level has one empty side.
+        fork = KEY_BITS - (first ^ leaves[hi - 1][0]).bit_length()
+        # Two distinct 256-bit key hashes differ at some bit before depth 256.
+        if fork >= KEY_BITS:
+            raise TreeError("two updates have the same key hash")
+        split = _split_point(leaves, fork, lo, hi)
+        left = self.build(leaves, lo, split, fork + 1)
+        right = self.build(leaves, split, hi, fork + 1)
+        return self.add_single_parents(self.add_internal(left, right), first, fork, depth)
+
+    def add_single_parents(self, node_hash: bytes, path: int, from_depth: int, to_depth: int) -> bytes:
+        """The chain of parents, each beside an empty side, from ``from_depth`` up to ``to_depth``."""
+        for level in range(from_depth - 1, to_depth - 1, -1):
+            if (path >> (KEY_BITS - 1 - level)) & 1:
+                node_hash = self.add_internal(PLACEHOLDER, node_hash)
+            else:
+                node_hash = self.add_internal(node_hash, PLACEHOLDER)
+        return node_hash
+
+    def is_leaf_or_empty(self, node_hash: bytes) -> bool:
+        if node_hash == PLACEHOLDER:
+            return True
+        node = self.new_nodes.get(node_hash)
+        return is_leaf_node(self.read_stored(node_hash) if node is None else node)
+
+    def add_leaf(self, key_hash: bytes, value_hash: bytes) -> bytes:
+        node = LEAF_TAG + key_hash + value_hash
+        node_hash = self.h(node)
+        if self.get_stored(node_hash) is None:
+            self.new_nodes[node_hash] = node
+        return node_hash
+
+    def add_internal(self, left: bytes, right: bytes) -> bytes:
+        node = INTERNAL_TAG + left + right
+        node_hash = self.h(node)
+        new_nodes = self.new_nodes
+        # Over a new child the node is new; else it may be stored already (an older version).
+        if left in new_nodes or right in new_nodes or self.get_stored(node_hash) is None:
+            new_nodes[node_hash] = node
+        return node_hash
 
 
-def _merge_leaf(leaf: bytes, changes: list[_Change]) -> list[tuple[bytes, bytes]]:
-    """The leaves of a one-leaf subtree after ``changes``: sorted, deletions dropped."""
-    merged: dict[bytes, bytes | None] = {leaf[1 : 1 + HASH_SIZE]: leaf[1 + HASH_SIZE :]}
-    merged.update(changes)
-    return sorted((k, v) for k, v in merged.items() if v is not None)
+def _split_point(items: Sequence[tuple[int, bytes, bytes | None]], depth: int, lo: int, hi: int) -> int:
+    """Index of the first of ``items[lo:hi]`` with path bit ``depth`` set.
+
+    The items are sorted by path and share their first ``depth`` bits, so it is the first path
+    at or past that shared prefix followed by a 1 bit.
+    """
+    shift = KEY_BITS - 1 - depth
+    return bisect_left(items, ((items[lo][0] >> shift) | 1) << shift, lo, hi, key=_path_of)
 
 
 def compute_bitmap(siblings_top_down: list[bytes]) -> bytes:
