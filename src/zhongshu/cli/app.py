@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from zhongshu import __version__
-from zhongshu.cli import chain, evidence, hub, keys, nodes, verify
+from zhongshu.cli import chain, evidence, hub, keys, nodes, state, verify
 from zhongshu.cli.exits import CLIENT_EXITS, PUT_EXITS
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, help="Zhongshu (中枢) city blockchain hub.")
@@ -26,6 +26,7 @@ org_app = typer.Typer(no_args_is_help=True, help="Organizations on the hub.")
 member_app = typer.Typer(no_args_is_help=True, help="Members of organizations on the hub.")
 apps_app = typer.Typer(no_args_is_help=True, help="Applications registered on the hub.")
 chain_app = typer.Typer(no_args_is_help=True, help="Business chains on the hub.")
+state_app = typer.Typer(no_args_is_help=True, help="A chain's state at any height, with proofs.")
 for sub, name in (
     (keys_app, "keys"),
     (node_app, "node"),
@@ -38,6 +39,7 @@ for sub, name in (
     (member_app, "member"),
     (apps_app, "app"),
     (chain_app, "chain"),
+    (state_app, "state"),
 ):
     app.add_typer(sub, name=name)
 
@@ -73,6 +75,8 @@ proof_app.command("get", epilog=CLIENT_EXITS)(chain.proof_get)
 evidence_app.command("put", epilog=PUT_EXITS)(evidence.evidence_put)
 evidence_app.command("get", epilog=CLIENT_EXITS)(evidence.evidence_get)
 evidence_app.command("list", epilog=CLIENT_EXITS)(evidence.evidence_list)
+evidence_app.command("check", epilog=CLIENT_EXITS)(state.evidence_check)
+state_app.command("get", epilog=CLIENT_EXITS)(state.state_get)
 keys_app.command("new")(keys.keys_new)
 keys_app.command("show")(keys.keys_show)
 org_app.command("create", epilog=CLIENT_EXITS)(hub.org_create)

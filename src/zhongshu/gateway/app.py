@@ -26,7 +26,7 @@ from zhongshu import __version__
 from zhongshu.codec import encode_json
 from zhongshu.crypto import InvalidKey, PrivateKey
 from zhongshu.gateway import binary as binary_route
-from zhongshu.gateway import schemas
+from zhongshu.gateway import schemas, state_routes
 from zhongshu.gateway.access import SCHEME, AccessRefused, NonceWindowFull
 from zhongshu.gateway.appauth import AppGate, AppIdentity, AppRefused, TxCharge
 from zhongshu.gateway.docs import docs_router
@@ -100,6 +100,10 @@ APP_ACCESS_CODES = (
 HUB_CHAIN = "hub"
 """The hub chain: its transactions are authorized by their signers' roles, not an app signature."""
 NONCE_WINDOW_RETRY_SECONDS = 1
+EVIDENCE_ANSWER = (
+    "The EvidenceRecord; with `height` or `proof=true`, an EvidenceAt (the record or its absence "
+    "as of that height, with the state bundle when asked)"
+)
 
 
 class JSONResponse(starlette.responses.JSONResponse):
@@ -491,12 +495,23 @@ def create_app(
         "/v1/chains/{chain}/evidence/{digest}",
         responses=answers(
             schemas.EvidenceRecord, "unknown-chain", "bad-request", "malformed-transaction", "not-found"
-        ),
+        )
+        | {200: {"model": schemas.EvidenceRecord | state_routes.EvidenceAt, "description": EVIDENCE_ANSWER}},
     )
-    async def get_evidence(chain: str, digest: str) -> Any:
-        """An evidence record by file digest."""
-        record = chain_of(chain).get_evidence(_hex_param("digest", digest))
-        return evidence_view(record)
+    async def get_evidence(
+        chain: str,
+        digest: str,
+        height: int | None = state_routes.HEIGHT,
+        proof: bool = state_routes.PROOF,
+        anchor: str = state_routes.ANCHOR,
+    ) -> Any:
+        """An evidence record by file digest. With ``height`` or ``proof=true``: whether it was
+        deposited as of that height (an EvidenceAt: the record or its absence, and the bundle)."""
+        node = chain_of(chain)
+        raw = _hex_param("digest", digest)
+        if height is not None or proof:
+            return state_routes.evidence_at(node, raw, height, proof, anchor)
+        return evidence_view(node.get_evidence(raw))
 
     @app.get(
         "/v1/chains/{chain}/evidence",
@@ -558,6 +573,7 @@ def create_app(
 
         return EventStreamResponse(stream())
 
+    app.include_router(state_routes.state_router(chain_of))
     for router in routers:
         app.include_router(router)
 

@@ -597,6 +597,27 @@ class ChainNode:
         value = self.store.get_state_at(key, at)
         return StateAt(key, value, proof, record)
 
+    def build_state_proof(self, state: StateAt, *, anchor_latest: bool = False) -> dict[str, Any]:
+        """The offline state bundle (``zhongshu-state-proof/1``) of ``state``; with
+        ``anchor_latest``, its block is also proven through the newest header."""
+        from zhongshu.ledger.proof.state import build_state_bundle  # TEMP until the module lands
+
+        header = state.record.block.header
+        anchor = None
+        if anchor_latest and self.height > header.height:
+            latest = self.load_block(self.height)
+            anchor = (latest.block.header, latest.commit, self.store.load_block_hashes(self.height - 1))
+        return build_state_bundle(
+            self.genesis.suite,
+            state.key,
+            state.value,
+            state.proof,
+            state.record.block,
+            state.record.commit,
+            self.genesis.validators,
+            anchor=anchor,
+        )
+
     def get_evidence(self, digest: bytes) -> evidence.EvidenceRecord:
         raw = self.store.get_state(evidence.digest_key(digest))
         if raw is None:

@@ -26,10 +26,12 @@ from zhongshu.sdk.types import (
     BlockView,
     ChainPage,
     ChainStatus,
+    EvidenceAt,
     EvidencePage,
     EvidenceRecord,
     ProofBundle,
     Receipt,
+    StateValue,
     SubmitResult,
     TxView,
 )
@@ -151,6 +153,26 @@ class AsyncClient:
     async def get_evidence(self, digest: str | bytes) -> EvidenceRecord:
         """The evidence record of a digest."""
         return await self._run(calls.get_evidence(self._ref, digest))
+
+    async def get_state(
+        self, key: bytes, *, height: int | None = None, proof: bool = False, anchor_latest: bool = False
+    ) -> StateValue:
+        """State key ``key``'s value, or its absence, after block ``height`` (default: the newest);
+        ``proof`` adds the offline state bundle (``verify_proof`` checks it), ``anchor_latest``
+        proves its block through the newest header too. Keys: docs/state-layout.md."""
+        return await self._run(calls.get_state(self._ref, key, height, proof, anchor_latest))
+
+    async def get_evidence_at(
+        self,
+        digest: str | bytes,
+        *,
+        height: int | None = None,
+        proof: bool = False,
+        anchor_latest: bool = False,
+    ) -> EvidenceAt:
+        """Whether ``digest`` was deposited as of block ``height`` (default: the newest): its
+        record or its absence, with the offline state bundle when ``proof``."""
+        return await self._run(calls.get_evidence_at(self._ref, digest, height, proof, anchor_latest))
 
     async def evidence_page(
         self, owner: str | bytes, cursor: str | None = None, limit: int | None = None

@@ -28,11 +28,13 @@ from zhongshu.sdk.types import (
     ChainPage,
     ChainStatus,
     Event,
+    EvidenceAt,
     EvidencePage,
     EvidenceRecord,
     Outcome,
     ProofBundle,
     Receipt,
+    StateValue,
     SubmitResult,
     TxView,
 )
@@ -288,6 +290,52 @@ def get_proof(chain: ChainRef, tx_hash: str | bytes, anchor_latest: bool) -> Ope
 
 def get_evidence(chain: ChainRef, digest: str | bytes) -> Operation[EvidenceRecord]:
     return (yield from one(get(chain.path(f"/evidence/{_hex(digest)}"), EvidenceRecord)))
+
+
+def _at_params(height: int | None, proof: bool, anchor_latest: bool) -> dict[str, str]:
+    params = {} if height is None else {"height": str(height)}
+    if proof:
+        params["proof"] = "true"
+        if anchor_latest:
+            params["anchor"] = "latest"
+    return params
+
+
+def _with_bundle(kind: type[T]) -> Callable[[bytes], T]:
+    """Read an answer whose ``proof`` is a state bundle: strictly, as a bundle from a file."""
+
+    def read(content: bytes) -> T:
+        document = load_bundle(content)
+        if not isinstance(document, dict):
+            raise msgspec.ValidationError("the answer is not a JSON object")
+        proof = document.get("proof")
+        plain = msgspec.convert({**document, "proof": None}, kind)
+        if proof is None:
+            return plain
+        if not isinstance(proof, dict):
+            raise msgspec.ValidationError("proof is not a JSON object")
+        return msgspec.structs.replace(plain, proof=ProofBundle(document=proof))  # type: ignore[type-var]
+
+    return read
+
+
+def get_state(
+    chain: ChainRef, key: bytes, height: int | None, proof: bool, anchor_latest: bool
+) -> Operation[StateValue]:
+    params = _at_params(height, proof, anchor_latest)
+    return (yield from one(Call("GET", chain.path(f"/state/{key.hex()}"), _with_bundle(StateValue), params)))
+
+
+def get_evidence_at(
+    chain: ChainRef, digest: str | bytes, height: int | None, proof: bool, anchor_latest: bool
+) -> Operation[EvidenceAt]:
+    # Without a height the route answers a record (not found when absent); ask for the tip's.
+    if height is None and not proof:
+        height_or_tip = yield from status(chain)
+        height = height_or_tip.height
+    params = _at_params(height, proof, anchor_latest)
+    path = chain.path(f"/evidence/{_hex(digest)}")
+    return (yield from one(Call("GET", path, _with_bundle(EvidenceAt), params)))
 
 
 def evidence_page(

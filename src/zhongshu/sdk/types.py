@@ -290,6 +290,34 @@ class ProofBundle(msgspec.Struct, frozen=True, kw_only=True):
         return str(self.document.get("suite", ""))
 
 
+class StateValue(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/chains/{chain}/state/{key}``: a key's value, or its absence, at a height."""
+
+    chain_id: str
+    key: str
+    """The state key (hex; docs/state-layout.md)."""
+    height: int
+    """The block after which the state was read."""
+    present: bool
+    value: str | None
+    """The value (hex); None when the key was absent."""
+    proof: ProofBundle | None = None
+    """With ``proof=True``: the offline state bundle (``zhongshu-state-proof/1``)."""
+
+
+class EvidenceAt(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/chains/{chain}/evidence/{digest}?height=H``: a deposit, or none, as of a height."""
+
+    digest: str
+    height: int
+    """The block after which the state was read."""
+    present: bool
+    record: EvidenceRecord | None
+    """The deposit; None when the digest was not deposited by then."""
+    proof: ProofBundle | None = None
+    """With ``proof=True``: the offline state bundle proving the record or its absence."""
+
+
 __all__ = [
     "BlockView",
     "ChainPage",
@@ -297,12 +325,14 @@ __all__ = [
     "CommitSignature",
     "CommitView",
     "DepositResult",
+    "EvidenceAt",
     "EvidencePage",
     "EvidenceRecord",
     "Event",
     "HeaderView",
     "Outcome",
     "ProofBundle",
+    "StateValue",
     "Receipt",
     "SignedTx",
     "SubmitResult",
