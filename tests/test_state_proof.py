@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import run_cli
 from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.evidence_args import EVIDENCE_KEY_PREFIX, EvidenceRecord
-from zhongshu.ledger.genesis import save_genesis
-from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash, compute_validator_set_hash
+from zhongshu.ledger.genesis import genesis_from_json, save_genesis
+from zhongshu.ledger.hashing import (
+    compute_block_hash,
+    compute_genesis_hash,
+    compute_tx_hash,
+    compute_validator_set_hash,
+)
 from zhongshu.ledger.proof import (
     STATE_FORMAT,
     ProofInvalid,
@@ -463,3 +469,72 @@ def test_cli_verifies_state_bundles_and_refuses_altered_ones(
         assert (
             result.stdout == "" and result.stderr.startswith("INVALID: ") and result.stderr.count("\n") == 1
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# The document's worked example (docs/proof-format.md §9.5), rebuilt byte for byte
+
+TEST1_SECRET = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+TEST1_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+
+
+def _example(key: bytes, value: bytes | None) -> tuple[dict[str, Any], Genesis]:
+    """§9.5: block 1 of §2's chain ``demo`` over the state map {a: 1, b: 2, c: 3}."""
+    h = get_suite("intl").hasher()
+    signer = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(TEST1_SECRET))
+    public = bytes.fromhex(TEST1_PUBLIC)
+    validators = [{"public_key": TEST1_PUBLIC, "power": 1, "name": "v0"}]
+    genesis = genesis_from_json(
+        {"chain_id": "demo", "suite": "intl", "time": 1_700_000_000_000, "validators": validators}
+    )
+    store = MemoryNodeStore()
+    tree = SparseMerkleTree(h, store)
+    root, nodes = tree.apply(bytes(32), {b"a": b"1", b"b": b"2", b"c": b"3"})
+    store.put_nodes(nodes)
+    empty = h(b"")
+    vset_hash = compute_validator_set_hash(h, genesis.validators)
+    header = Header(
+        "demo",
+        1,
+        1_700_000_001_000,
+        compute_genesis_hash(h, genesis),
+        0,
+        empty,
+        empty,
+        root,
+        empty,
+        vset_hash,
+        public,
+    )
+    block_hash = compute_block_hash(h, header)
+    signature = signer.sign(encode(Vote(PRECOMMIT, "demo", 1, 0, block_hash)))
+    commit = CommitCertificate(1, 0, block_hash, [CommitSig(public, signature)])
+    proof = tree.prove(root, key)
+    bundle = build_state_bundle("intl", key, value, proof, Block(header, []), commit, genesis.validators)
+    return roundtrip(bundle), genesis
+
+
+def test_worked_example_of_the_document() -> None:
+    text = DOC.read_text()
+    section = text[text.index("### 9.5 Worked example") :]
+    shown = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))  # type: ignore[union-attr]
+    bundle, genesis = _example(b"b", b"2")
+    assert bundle == shown
+    # The header's hex, the block hash and the sign-bytes shown in the section.
+    assert "9ca6686561646572a464656d6f01cf0000018bcfe56be8c4203fbe7424" in bundle["block"]["header"]
+    assert bundle["block"]["hash"] in section
+    vote = encode(Vote(PRECOMMIT, "demo", 1, 0, bytes.fromhex(bundle["block"]["hash"]))).hex()
+    assert vote in section
+    # The proof is the membership proof of b printed in docs/state-map.md.
+    state_map = (DOC.parent / "state-map.md").read_text().replace("\n", "")
+    assert bundle["state"]["proof"] in state_map
+    proven = verify_state_bundle(copy.deepcopy(bundle), trusted=genesis)
+    assert (proven.key, proven.value, proven.trusted, proven.signed_power) == (b"b", b"2", True, 1)
+    # As the section says: value null fails; the absence of d verifies.
+    shown["state"]["value"] = None
+    with pytest.raises(ProofInvalid, match="does not prove the absence"):
+        verify_state_bundle(shown, trusted=genesis)
+    absent, _ = _example(b"d", None)
+    assert len(bytes.fromhex(absent["state"]["proof"])) == 84
+    assert absent["state"]["proof"] in state_map
+    assert verify_state_bundle(absent, trusted=genesis).value is None
