@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/zhongshu bench --nodes 4 --suite intl --txs 12000 --concurrency 4
 	# The hub: chain creation time, access overhead, five chains at once (docs/performance.md).
 	$(BIN)/zhongshu bench --hub --suite sm --txs 6000 --concurrency 4
+	# The state map's cost (issue 9): one node, the same load with the map on and off in turn.
+	$(BIN)/zhongshu bench --nodes 1 --suite sm --txs 20000 --state-map-compare
 
 sim: $(STAMP)
 	SIM_SEEDS=$(or $(SEEDS),10000) $(BIN)/pytest tests/test_simulation.py -q -s

@@ -586,3 +586,175 @@ def summary_json(result: BenchResult) -> str:
         "node_metrics": result.node_metrics,
     }
     return json.dumps({k: getattr(result, k) for k in keys} | extra)
+
+
+# -- the state map's cost: one node with the map and without it, in turn ---------------------
+
+STATE_MAP_RUNS = (True, False, True, False, True, False)
+"""With the state map (True) and without it, in turn; each run a fresh node on a fresh store."""
+
+
+@dataclass
+class StateMapCompareResult:
+    """``zhongshu bench --state-map-compare``: the same load on one node, with and without the
+    state map in turn, each run on a fresh store of the same genesis (the same pre-signed load)."""
+
+    suite: str
+    txs: int
+    batch: int
+    concurrency: int
+    runs: list[dict[str, Any]]
+    """Per run, in order: ``state_map``, ``committed``, ``seconds``, ``tps``, ``blocks``, and per
+    committed transaction in µs: ``execute_us_per_tx`` (the node's block execution with every
+    root, wall time in its thread), ``store_us_per_tx`` (LMDB commits), ``cpu_us_per_tx`` (the
+    node's process and workers, less key and signature checks), ``all_cpu_us_per_tx`` (with them)."""
+    tps_on: float
+    """Mean TPS of the runs with the map."""
+    tps_off: float
+    """... and without it."""
+    ratio: float
+    """tps_on / tps_off: issue 9's target is at least 0.9."""
+    execute_us_per_tx_on: float
+    """Mean over the runs of the node's execute time per committed transaction, with the map."""
+    execute_us_per_tx_off: float
+    map_us_per_tx: float
+    """The map's own time per transaction: execute_us_per_tx_on - execute_us_per_tx_off."""
+    map_cpu_share: float
+    """map_us_per_tx over all the node's CPU per transaction in the runs with the map (its
+    process and workers, signature checks included)."""
+    machine: dict[str, Any]
+
+
+def _node_metrics(url: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()["metrics"])
+
+
+def _copy_home(template: Path, home: Path, state_map: bool) -> None:
+    """A fresh home of the template's chain and key (no data, no signer state), ``state_map`` set."""
+    home.mkdir(parents=True)
+    for name in ("genesis.json", "node_key.pem"):
+        (home / name).write_bytes((template / name).read_bytes())
+    (home / "node_key.pem").chmod(0o600)
+    config = json.loads((template / "config.json").read_text())
+    config["state_map"] = state_map
+    (home / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def run_state_map_compare(
+    *, suite: str, txs: int, batch: int, concurrency: int, console: Console
+) -> StateMapCompareResult:
+    """The runs of STATE_MAP_RUNS on one node; the load is signed once, for the one genesis."""
+    get_suite(suite)
+    cores = os.cpu_count() or 1
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    runs: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="zhongshu-bench-map-") as tmp_name,
+        Progress(*columns, console=console, transient=False) as progress,
+    ):
+        tmp = Path(tmp_name)
+        (template,), (url,) = _init_homes(tmp, 1, suite)
+        genesis = load_genesis(template / "genesis.json")
+        genesis_hash = compute_genesis_hash(get_suite(suite).hasher(), genesis)
+        bodies = _presign_all(suite, genesis_hash, txs, cores, progress, "pre-sign", "msgpack")
+        for i, state_map in enumerate(STATE_MAP_RUNS):
+            home = tmp / f"run{i}"
+            _copy_home(template, home, state_map)
+            procs, _ = _start_nodes(tmp, [home], [url], profile=False)
+            try:
+                before = _node_metrics(url)
+                label = "map on" if state_map else "map off"
+                records, start, end = asyncio.run(
+                    _load([url], "main", bodies, batch, concurrency, progress, label=label)
+                )
+                after = _node_metrics(url)
+            finally:
+                _stop_nodes(procs)
+            runs.append(_run_figures(state_map, records, start, end, before, after))
+    on = [r for r in runs if r["state_map"]]
+    off = [r for r in runs if not r["state_map"]]
+    tps_on = statistics.mean(r["tps"] for r in on)
+    tps_off = statistics.mean(r["tps"] for r in off)
+    exec_on = statistics.mean(r["execute_us_per_tx"] for r in on)
+    exec_off = statistics.mean(r["execute_us_per_tx"] for r in off)
+    all_cpu_on = statistics.mean(r["all_cpu_us_per_tx"] for r in on)
+    return StateMapCompareResult(
+        suite=suite,
+        txs=txs,
+        batch=batch,
+        concurrency=concurrency,
+        runs=runs,
+        tps_on=round(tps_on, 1),
+        tps_off=round(tps_off, 1),
+        ratio=round(tps_on / tps_off, 3) if tps_off else 0.0,
+        execute_us_per_tx_on=round(exec_on, 1),
+        execute_us_per_tx_off=round(exec_off, 1),
+        map_us_per_tx=round(exec_on - exec_off, 1),
+        map_cpu_share=round((exec_on - exec_off) / all_cpu_on, 4) if all_cpu_on else 0.0,
+        machine={
+            "cores": cores,
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
+    )
+
+
+def _run_figures(
+    state_map: bool,
+    records: list[tuple[float, float, int]],
+    start: float,
+    end: float,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> dict[str, Any]:
+    """One run's figures from its load records and the node's metrics before and after it."""
+    committed = sum(n for _, _, n in records)
+
+    def per_tx(name: str) -> float:
+        return (float(after[name]) - float(before[name])) / committed * 1e6 if committed else 0.0
+
+    return {
+        "state_map": state_map,
+        "committed": committed,
+        "seconds": round(end - start, 3),
+        "tps": round(committed / (end - start), 1) if end > start else 0.0,
+        "blocks": int(after["blocks"]) - int(before["blocks"]),
+        "execute_us_per_tx": round(per_tx("execute_seconds"), 1),
+        "store_us_per_tx": round(per_tx("store_seconds"), 1),
+        "cpu_us_per_tx": round(per_tx("process_cpu_seconds") - per_tx("verify_cpu_seconds"), 1),
+        "all_cpu_us_per_tx": round(per_tx("process_cpu_seconds"), 1),
+    }
+
+
+def render_state_map_compare(result: StateMapCompareResult, console: Console) -> None:
+    table = Table(title=f"zhongshu bench --state-map-compare: 1 node, suite {result.suite}")
+    for col in ("run", "state map", "TPS", "blocks", "execute µs/tx", "LMDB µs/tx", "node CPU µs/tx"):
+        table.add_column(col, justify="right")
+    for i, r in enumerate(result.runs, 1):
+        table.add_row(
+            str(i),
+            "on" if r["state_map"] else "off",
+            f"{r['tps']:,.0f}",
+            str(r["blocks"]),
+            f"{r['execute_us_per_tx']:.1f}",
+            f"{r['store_us_per_tx']:.1f}",
+            f"{r['cpu_us_per_tx']:.0f}",
+        )
+    console.print(table)
+    console.print(
+        f"mean TPS with the map {result.tps_on:,.0f}, without {result.tps_off:,.0f}: "
+        f"ratio {result.ratio:.3f} (target ≥ 0.9); the map's own time {result.map_us_per_tx:.1f} µs "
+        f"per tx (execute {result.execute_us_per_tx_on:.1f} on, {result.execute_us_per_tx_off:.1f} off), "
+        f"{result.map_cpu_share:.2%} of the node's CPU",
+        highlight=False,
+    )
+
+
+def save_state_map_compare(result: StateMapCompareResult, root: Path) -> Path:
+    out_dir = root / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = out_dir / f"statemap-{result.suite}-1n-{stamp}.json"
+    path.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return path

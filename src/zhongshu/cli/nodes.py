@@ -322,6 +322,33 @@ def _bench_hub(
         print(json.dumps(asdict(result)))
 
 
+def _bench_state_map(
+    suite: str, txs: int, batch: int, concurrency: int, as_json: bool, write_docs: bool | None
+) -> None:
+    from dataclasses import asdict
+
+    from zhongshu.cli import bench as benchmod
+    from zhongshu.cli.perfdoc import update_state_map_doc
+
+    console = err if as_json else out
+    result = benchmod.run_state_map_compare(
+        suite=suite, txs=txs, batch=batch, concurrency=concurrency, console=console
+    )
+    root = Path.cwd()
+    saved = benchmod.save_state_map_compare(result, root)
+    benchmod.render_state_map_compare(result, console)
+    console.print(f"saved {saved}", highlight=False)
+    if write_docs is None:
+        write_docs = (root / "docs" / "performance.md").exists()
+    if write_docs:
+        doc = update_state_map_doc(root / "docs" / "performance.md", result)
+        console.print(f"updated {doc}", highlight=False)
+    if as_json:
+        import json
+
+        print(json.dumps(asdict(result)))
+
+
 @friendly
 def bench(
     nodes: int = typer.Option(1, help="Validator nodes (real processes)."),
@@ -351,10 +378,21 @@ def bench(
         help="With --hub: requests in flight per chain while all are loaded (0: --concurrency spread "
         "over the chains, at least one each).",
     ),
+    state_map_compare: bool = typer.Option(
+        False,
+        "--state-map-compare",
+        help="With --nodes 1: the same load with the state map on and off in turn (six runs, each on "
+        "a fresh node): the TPS ratio and the map's own time per transaction.",
+    ),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
     if hub:
         _bench_hub(suite, txs, batch, concurrency, chains, chain_concurrency, as_json, write_docs)
+        return
+    if state_map_compare:
+        if nodes != 1:
+            raise CliError("--state-map-compare measures one node: use it with --nodes 1")
+        _bench_state_map(suite, txs, batch, concurrency, as_json, write_docs)
         return
     from zhongshu.cli.bench import render, run_bench, save_result, summary_json
     from zhongshu.cli.perfdoc import update_performance_doc

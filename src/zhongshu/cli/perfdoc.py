@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from zhongshu.cli.bench import BenchResult
+from zhongshu.cli.bench import BenchResult, StateMapCompareResult
 
 BEGIN = "<!-- bench:latest:{key} -->"
 END = "<!-- /bench:latest:{key} -->"
@@ -63,16 +63,62 @@ def render_section(result: BenchResult) -> str:
 def update_performance_doc(path: Path, result: BenchResult) -> Path:
     """Replace (or append) the marked section for this node count and suite."""
     key = f"{result.nodes}n-{result.suite}" + ("" if result.wire == "msgpack" else f"-{result.wire}")
+    route = "" if result.wire == "msgpack" else f", {result.wire} route"
+    heading = f"### {result.nodes} node(s), suite `{result.suite}`{route}"
+    return _replace_section(path, key, heading, render_section(result))
+
+
+def render_state_map_section(result: StateMapCompareResult) -> str:
+    m = result.machine
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    on_runs = ", ".join(str(i) for i, r in enumerate(result.runs, 1) if r["state_map"])
+    off_runs = ", ".join(str(i) for i, r in enumerate(result.runs, 1) if not r["state_map"])
+
+    def figures(on: bool, key: str, fmt: str) -> str:
+        return " / ".join(format(r[key], fmt) for r in result.runs if r["state_map"] is on)
+
+    return "\n".join(
+        [
+            f"Measured {when} on {m['cores']} cores ({m['machine']}, Python {m['python']}), command: "
+            f"`zhongshu bench --nodes 1 --suite {result.suite} --txs {result.txs} --state-map-compare` "
+            f"(batch {result.batch}, {result.concurrency} requests in flight; each run a fresh node on "
+            "a fresh store of the same genesis, the same pre-signed load).",
+            "",
+            "| measure | value | target |",
+            "|---|---|---|",
+            f"| with the state map, runs {on_runs} | {figures(True, 'tps', ',.0f')} TPS | |",
+            f"| without it (`state_map` false), runs {off_runs} | {figures(False, 'tps', ',.0f')} TPS | |",
+            f"| **mean TPS with / without** | **{result.ratio:.2f}** | ≥ 0.9 |",
+            f"| node: execute + roots per tx, with the map | {figures(True, 'execute_us_per_tx', '.1f')} µs "
+            "| |",
+            f"| … without it | {figures(False, 'execute_us_per_tx', '.1f')} µs | |",
+            f"| **the map's own time per tx (mean execute with - without)** | **{result.map_us_per_tx:.1f} "
+            "µs** | |",
+            f"| … share of all the node's CPU (runs with the map) | {result.map_cpu_share:.2%} | |",
+            f"| node: LMDB commit per tx, with / without | {figures(True, 'store_us_per_tx', '.1f')} / "
+            f"{figures(False, 'store_us_per_tx', '.1f')} µs | |",
+            f"| node CPU per tx outside signature checks, with / without | "
+            f"{figures(True, 'cpu_us_per_tx', '.0f')} / {figures(False, 'cpu_us_per_tx', '.0f')} µs | |",
+        ]
+    )
+
+
+def update_state_map_doc(path: Path, result: StateMapCompareResult) -> Path:
+    """Replace (or append) the marked section of ``--state-map-compare`` for this suite."""
+    heading = f"### 1 node, suite `{result.suite}`, with and without the state map"
+    return _replace_section(path, f"1n-{result.suite}-state-map", heading, render_state_map_section(result))
+
+
+def _replace_section(path: Path, key: str, heading: str, body: str) -> Path:
+    """Replace the text between the markers of ``key``, or append it under ``heading``."""
     begin, end = BEGIN.format(key=key), END.format(key=key)
     text = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{begin}\n{render_section(result)}\n{end}"
+    block = f"{begin}\n{body}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        route = "" if result.wire == "msgpack" else f", {result.wire} route"
-        heading = f"### {result.nodes} node(s), suite `{result.suite}`{route}"
         text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -174,6 +174,7 @@ async def _serve_locked(
             crash_point=crash_point,
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
+            state_map=config.state_map,
         )
     else:
         node = SoloNode(
@@ -183,7 +184,10 @@ async def _serve_locked(
             crash_point=crash_point,
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
+            state_map=config.state_map,
         )
+    if not config.state_map and host is None:
+        log.warning("state_map is false: no state map and no state proofs (for measuring only)")
     if host is not None:
         # A hub node: applications sign their requests to business chains; nonces are shared.
         gate = AppGate(host.hub) if config.app_auth else None
@@ -211,9 +215,7 @@ async def _serve_locked(
         )
     )
     stop.attach(uv)
-    producer = asyncio.create_task(
-        host.run() if host is not None else node.run(), name="block-producer"
-    )
+    producer = asyncio.create_task(host.run() if host is not None else node.run(), name="block-producer")
 
     def on_producer_done(task: asyncio.Task[None]) -> None:
         # A broken invariant in block production stops the whole node, loudly.

@@ -48,6 +48,11 @@ class NodeConfig:
     app_auth: bool = True
     """On a hub node, whether business chains take only signed application requests
     (``app_auth``). False is for measuring what the check costs (``zhongshu bench --hub``)."""
+    state_map: bool = True
+    """Whether block headers' ``state_root`` is the state map's root, which state proofs need
+    (``state_map``). False puts a hash chain over each block's writes there instead, with no
+    state proofs: for measuring what the map costs only (``zhongshu bench --state-map-compare``).
+    A store keeps the kind its chain started with."""
 
     @property
     def networked(self) -> bool:
@@ -133,6 +138,7 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
             _int_field(doc, "heartbeat_ms", 60_000),
             _int_field(doc, "verify_workers", 0),
             _bool_field(doc, "app_auth", True),
+            _bool_field(doc, "state_map", True),
         )
         # The heartbeat must leave room for a round: at least one second.
         if config.heartbeat_ms < 1000:
