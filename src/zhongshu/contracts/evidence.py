@@ -20,8 +20,8 @@ from zhongshu.ledger.evidence_args import (
     DIGEST_ALGORITHMS,
     EVIDENCE_KEY_PREFIX,
     EvidencePut,
-    EvidenceRecord,
 )
+from zhongshu.ledger.evidence_args import EvidenceRecord as EvidenceRecord  # re-exported
 
 MAX_PAYLOAD = 64 * 1024
 MAX_NAME = 512

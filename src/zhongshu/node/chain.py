@@ -27,6 +27,7 @@ from zhongshu.ledger.hashing import (
 )
 from zhongshu.ledger.history import HistoryAccumulator
 from zhongshu.ledger.proof import build_bundle
+from zhongshu.ledger.proof.state import build_state_bundle
 from zhongshu.ledger.smt import PLACEHOLDER, SparseMerkleProof, SparseMerkleTree
 from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Receipt, Transaction
 from zhongshu.node import errors
@@ -600,8 +601,6 @@ class ChainNode:
     def build_state_proof(self, state: StateAt, *, anchor_latest: bool = False) -> dict[str, Any]:
         """The offline state bundle (``zhongshu-state-proof/1``) of ``state``; with
         ``anchor_latest``, its block is also proven through the newest header."""
-        from zhongshu.ledger.proof.state import build_state_bundle  # TEMP until the module lands
-
         header = state.record.block.header
         anchor = None
         if anchor_latest and self.height > header.height:

@@ -6,7 +6,7 @@ documents and proof bundles load from files; proofs verify offline with ``verify
 """
 
 from zhongshu.crypto import PrivateKey
-from zhongshu.ledger.proof import VerifiedProof
+from zhongshu.ledger.proof import VerifiedProof, VerifiedState
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk.aio import AsyncClient
 from zhongshu.sdk.app import AppCredentials, load_app
@@ -82,6 +82,7 @@ __all__ = [
     "UnsignableRequest",
     "UntrustedAnswer",
     "VerifiedProof",
+    "VerifiedState",
     "ZhongshuError",
     "evidence_tx",
     "load_app",

@@ -8,7 +8,7 @@ import httpx
 
 from zhongshu.crypto import PrivateKey
 from zhongshu.gateway.access import new_nonce
-from zhongshu.ledger.proof import VerifiedProof
+from zhongshu.ledger.proof import VerifiedProof, VerifiedState
 from zhongshu.ledger.types import Genesis, Transaction
 from zhongshu.sdk import calls
 from zhongshu.sdk.app import AppCredentials, wall_clock_ms
@@ -209,7 +209,7 @@ class Client:
         trusted: Genesis | None,
         file_digest: bytes | None = None,
         file: BinaryIO | None = None,
-    ) -> VerifiedProof:
+    ) -> VerifiedProof | VerifiedState:
         """``zhongshu.sdk.verify_proof``, kept here for existing callers."""
         return verify_proof(bundle, trusted=trusted, file_digest=file_digest, file=file)
 

@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zhongshu.ledger.proof import VerifiedProof, load_bundle, verify_bundle
+from zhongshu.ledger.proof import (
+    STATE_FORMAT,
+    VerifiedProof,
+    VerifiedState,
+    load_bundle,
+    verify_bundle,
+    verify_state_bundle,
+)
 from zhongshu.ledger.types import Genesis
 from zhongshu.sdk.errors import FileError
 from zhongshu.sdk.types import ProofBundle
@@ -18,8 +25,11 @@ def verify_proof(
     trusted: Genesis | None,
     file_digest: bytes | None = None,
     file: BinaryIO | str | os.PathLike[str] | None = None,
-) -> VerifiedProof:
+) -> VerifiedProof | VerifiedState:
     """What a bundle proves, checked offline; ProofInvalid at the first check that fails.
+
+    A transaction bundle (``zhongshu-proof/2``) gives a VerifiedProof, a state bundle
+    (``zhongshu-state-proof/1``: a key's value or its absence at a height) a VerifiedState.
 
     ``bundle`` is a fetched or loaded ``ProofBundle``, its JSON object, or its JSON text (read
     strictly). ``trusted`` is the chain's genesis as you obtained it yourself (``load_genesis``);
@@ -48,9 +58,15 @@ def _verify(
     file_digest: bytes | None,
     stream: BinaryIO | None,
     name: str | None,
-) -> VerifiedProof:
+) -> VerifiedProof | VerifiedState:
+    # The bundle's format says which kind it is; any other format is a tx bundle's error.
+    verify = (
+        verify_state_bundle
+        if isinstance(document, dict) and document.get("format") == STATE_FORMAT
+        else verify_bundle
+    )
     try:
-        return verify_bundle(document, trusted=trusted, file_digest=file_digest, file=stream)
+        return verify(document, trusted=trusted, file_digest=file_digest, file=stream)
     except OSError as exc:
         where = name or getattr(stream, "name", "the file")
         raise FileError(str(where), f"cannot read the file: {exc.strerror or exc}") from None

@@ -81,7 +81,8 @@ class StateMapNodes:
         self._get = txn.get
 
     def get_node(self, node_hash: bytes) -> bytes | None:
-        return self._get(node_hash)  # type: ignore[no-any-return]
+        # The transaction is opened without buffers=True: get returns bytes, not a memoryview.
+        return self._get(node_hash)  # type: ignore[return-value]
 
     def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
         raise StoreError("state map nodes are written with their block (ChainStore.save_block)")
