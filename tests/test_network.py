@@ -368,6 +368,38 @@ def test_up_four_nodes_deposit_and_verify_through_the_cli(tmp_path: Path) -> Non
             text=True,
         )
         assert verify.returncode == 0 and "VALID" in verify.stdout, verify.stdout + verify.stderr
+        # The README's state proof: the deposit as of the newest block, checked offline.
+        check = subprocess.run(
+            [
+                *run,
+                "evidence",
+                "check",
+                str(doc),
+                "--proof-out",
+                str(tmp_path / "s.json"),
+                "--api",
+                f"http://127.0.0.1:{base + 1}",
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0 and "deposited at height" in check.stdout, check.stdout + check.stderr
+        verify = subprocess.run(
+            [
+                *run,
+                "verify",
+                str(tmp_path / "s.json"),
+                "--file",
+                str(doc),
+                "--trust",
+                str(home / "node0" / "chains" / "main" / "genesis.json"),
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 0 and "VALID" in verify.stdout, verify.stdout + verify.stderr
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
