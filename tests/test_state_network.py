@@ -4,12 +4,18 @@ Every node builds its block headers' ``state_root`` from its own sparse Merkle t
 (docs/state-map.md). Deposits run from client threads; all four processes are killed with
 SIGKILL while blocks are being made, then restarted on their homes. Once the chain has gone past
 the kill, every node must hold the same state root and block hash at every height from 1 to the
-tip. Checked only through the API.
+tip, serve every deposit committed before the kill, and prove old heights: a digest deposited
+before the kill is absent at its height - 1 and present at its height and at the tip, on every
+node, and the bundles fetched before the kill still verify after the restart (in Python and with
+``zhongshu verify``). Checked only through the API and the CLI.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +24,16 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import genesis_hash_of, wait_for
+from conftest import cli_env, genesis_hash_of, wait_for
 from test_network import N, Network, all_connected, running_network
+from zhongshu.codec import decode
+from zhongshu.contracts.evidence import digest_key
 from zhongshu.crypto import PrivateKey, get_suite
+from zhongshu.ledger.evidence_args import EvidenceRecord
+from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.hashing import compute_tx_hash
+from zhongshu.ledger.proof import verify_state_bundle
+from zhongshu.ledger.types import Genesis
 from zhongshu.node.txcheck import tx_to_json
 from zhongshu.sdk.client import evidence_tx
 
@@ -33,6 +45,8 @@ CLIENTS = 3
 """Client threads depositing at once."""
 BATCH = 8
 """Deposits per request."""
+PROVEN = 3
+"""Deposits made before the kill whose proofs at old heights are checked on every node."""
 
 
 class Deposits:
@@ -106,21 +120,80 @@ def network(tmp_path: Path) -> Iterator[Network]:
         yield net
 
 
-def _block(http: httpx.Client, net: Network, i: int, height: int) -> dict[str, Any]:
-    r = http.get(f"{net.url(i)}/blocks/{height}")
-    assert r.status_code == 200, (i, height, r.text)
+def _get(http: httpx.Client, url: str, **params: Any) -> dict[str, Any]:
+    r = http.get(url, params=params)
+    assert r.status_code == 200, (url, params, r.text)
     return dict(r.json())
 
 
-def test_all_four_killed_under_load_agree_on_every_state_root(network: Network) -> None:
+def _evidence_at(http: httpx.Client, net: Network, i: int, digest: bytes, height: int) -> dict[str, Any]:
+    """Node ``i``'s answer whether ``digest`` was deposited as of ``height``, with its bundle."""
+    return _get(http, f"{net.url(i)}/evidence/{digest.hex()}", height=height, proof="true")
+
+
+def _check_roots(net: Network, tip: int) -> None:
+    """Every node holds the same state root and block hash at every height 1..tip."""
+    with httpx.Client(timeout=5) as http:
+        for height in range(1, tip + 1):
+            blocks = [_get(http, f"{net.url(i)}/blocks/{height}") for i in range(N)]
+            roots = {b["header"]["state_root"] for b in blocks}
+            hashes = {b["hash"] for b in blocks}
+            assert len(roots) == 1, f"state roots differ at height {height}: {roots}"
+            assert len(hashes) == 1, f"block hashes differ at height {height}: {hashes}"
+
+
+def _check_answer(
+    answer: dict[str, Any], genesis: Genesis, digest: bytes, height: int, present: bool
+) -> None:
+    """An evidence answer at ``height`` says ``present`` and its bundle proves exactly that."""
+    assert answer["height"] == height and answer["present"] is present, answer
+    proven = verify_state_bundle(answer["proof"], trusted=genesis)
+    assert proven.trusted and proven.height == height and proven.key == digest_key(digest)
+    assert proven.signed_power * 3 > proven.total_power * 2
+    if present:
+        assert proven.evidence is not None and proven.evidence.digest == digest
+        assert answer["record"]["height"] == proven.evidence.height <= height
+    else:
+        assert proven.value is None and proven.evidence is None and answer["record"] is None
+
+
+def _verify_with_cli(bundle: dict[str, Any], path: Path, genesis_path: Path) -> None:
+    path.write_text(json.dumps(bundle))
+    run = subprocess.run(
+        [sys.executable, "-m", "zhongshu", "verify", str(path), "--trust", str(genesis_path)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0 and "VALID" in run.stdout, run.stdout + run.stderr
+
+
+def test_all_four_killed_under_load_agree_on_every_state_root_and_prove_old_heights(
+    network: Network, tmp_path: Path
+) -> None:
     net = network
+    genesis_path = net.root / "node0" / "genesis.json"
+    genesis = load_genesis(genesis_path)
     key = get_suite("sm").generate_private_key()
     with Deposits(net, key) as load:
         wait_for(lambda: load.count() >= 150, 40, "150 deposits before the kill", 0.05)
-        # SIGKILL all four while deposits are in flight.
-        killed_at = max(net.height(i) for i in range(N))
         with load.lock:
             before_kill = dict(load.committed)
+        # A few deposits of different heights (past block 1, so that height - 1 is a block),
+        # with their bundles at height - 1 (absent) and height (present) fetched now.
+        by_height = {h: d for d, h in sorted(before_kill.items(), key=lambda item: item[1]) if h >= 2}
+        proven = [by_height[h] for h in sorted(by_height)[:: max(1, len(by_height) // PROVEN)]][:PROVEN]
+        assert proven, f"no deposit past block 1 among {len(before_kill)}"
+        with httpx.Client(timeout=10) as http:
+            saved = {
+                (d, h): _evidence_at(http, net, 0, d, h)
+                for d in proven
+                for h in (before_kill[d] - 1, before_kill[d])
+            }
+        # SIGKILL all four while deposits are in flight.
+        killed_at = max(net.height(i) for i in range(N))
         for i in range(N):
             net.kill(i)
         for i in range(N):
@@ -137,16 +210,36 @@ def test_all_four_killed_under_load_agree_on_every_state_root(network: Network) 
     assert not load.errors, load.errors
     tip = min(net.height(i) for i in range(N))
     print(f"{load.count()} deposits ({len(before_kill)} before the kill at height {killed_at}); tip {tip}")
-    with httpx.Client(timeout=5) as http:
-        for height in range(1, tip + 1):
-            blocks = [_block(http, net, i, height) for i in range(N)]
-            roots = {b["header"]["state_root"] for b in blocks}
-            hashes = {b["hash"] for b in blocks}
-            assert len(roots) == 1, f"state roots differ at height {height}: {roots}"
-            assert len(hashes) == 1, f"block hashes differ at height {height}: {hashes}"
-    # Nothing committed before the kill is lost: every node serves each of those deposits.
-    with httpx.Client(timeout=5) as http:
+    _check_roots(net, tip)
+    with httpx.Client(timeout=10) as http:
+        # Nothing committed before the kill is lost: every node serves each of those deposits.
         for digest, height in before_kill.items():
             for i in range(N):
-                r = http.get(f"{net.url(i)}/evidence/{digest.hex()}")
-                assert r.status_code == 200 and r.json()["height"] == height, (i, digest.hex(), r.text)
+                record = _get(http, f"{net.url(i)}/evidence/{digest.hex()}")
+                assert record["height"] == height, (i, digest.hex(), record)
+        # Old heights are proven on every node: absent before the deposit, present at it and at the tip.
+        for digest in proven:
+            height = before_kill[digest]
+            for i in range(N):
+                _check_answer(
+                    _evidence_at(http, net, i, digest, height - 1), genesis, digest, height - 1, False
+                )
+                _check_answer(_evidence_at(http, net, i, digest, height), genesis, digest, height, True)
+                _check_answer(_evidence_at(http, net, i, digest, tip), genesis, digest, tip, True)
+            # The state route reads the same key: the value is the record's canonical bytes.
+            state = _get(http, f"{net.url(1)}/state/{digest_key(digest).hex()}", height=height, proof="true")
+            assert state["present"] and state["key"] == digest_key(digest).hex()
+            stored = decode(bytes.fromhex(state["value"]), EvidenceRecord)
+            assert stored.digest == digest and stored.height == height
+            assert verify_state_bundle(state["proof"], trusted=genesis).value == bytes.fromhex(state["value"])
+    # The bundles fetched before the kill still verify after it, and prove the same blocks the
+    # restarted nodes serve.
+    for (digest, height), answer in saved.items():
+        _check_answer(answer, genesis, digest, height, height == before_kill[digest])
+        assert (
+            verify_state_bundle(answer["proof"], trusted=genesis).block_hash.hex()
+            == (httpx.get(f"{net.url(2)}/blocks/{height}", timeout=5).json()["hash"])
+        )
+    first = proven[0]
+    for height in (before_kill[first] - 1, before_kill[first]):
+        _verify_with_cli(saved[(first, height)]["proof"], tmp_path / f"bundle-{height}.json", genesis_path)
