@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from conftest import run_cli
 from zhongshu.codec import encode
 from zhongshu.crypto import PrivateKey, get_suite
+from zhongshu.ledger import smt
 from zhongshu.ledger.evidence_args import EVIDENCE_KEY_PREFIX, EvidenceRecord
 from zhongshu.ledger.genesis import genesis_from_json, save_genesis
 from zhongshu.ledger.hashing import (
@@ -236,8 +237,37 @@ def test_absence_does_not_pass_for_presence_nor_presence_for_absence(chain: Stat
     # The proof of one key is not the proof of another, present or absent.
     moved = copy.deepcopy(present)
     moved["state"]["key"] = absent["state"]["key"]
+    moved["state"]["key_hash"] = absent["state"]["key_hash"]
     with pytest.raises(ProofInvalid, match="does not prove"):
         verify_state_bundle(moved, trusted=None)
+
+
+def test_another_key_in_an_absence_bundle_is_refused_by_key_hash(chain: StateChain) -> None:
+    """An absence proof also proves every key whose hash shares its path prefix; key_hash
+    binds the bundle to the one key it was built for."""
+    bundle = chain.bundle(evidence_key(NEVER), 4)
+    h = chain.suite.hasher()
+    proof = smt.decode_proof(bytes.fromhex(bundle["state"]["proof"]))
+    path = h(bytes.fromhex(bundle["state"]["key"]))
+    assert 0 < proof.depth <= 16
+    # Another digest nobody deposited whose key's hash starts with the same path bits.
+    other = next(
+        key
+        for key in (evidence_key(i.to_bytes(4, "big")) for i in range(1 << 20))
+        if all(smt.get_bit(h(key), i) == smt.get_bit(path, i) for i in range(proof.depth))
+        and (proof.leaf is None or proof.leaf.key_hash != h(key))
+    )
+    # The proof alone does show that key's absence too.
+    state_root = chain.node.load_block(4).block.header.state_root
+    assert smt.verify_proof(h, state_root, other, None, proof)
+    moved = copy.deepcopy(bundle)
+    moved["state"]["key"] = other.hex()
+    with pytest.raises(ProofInvalid, match="state.key_hash is not the hash of state.key"):
+        verify_state_bundle(moved, trusted=chain.genesis)
+    rehashed = copy.deepcopy(bundle)
+    rehashed["state"]["key_hash"] = h(other).hex()
+    with pytest.raises(ProofInvalid, match="state.key_hash is not the hash of state.key"):
+        verify_state_bundle(rehashed, trusted=chain.genesis)
 
 
 def test_state_of_height_h_under_the_header_of_h_plus_1_fails(chain: StateChain) -> None:
@@ -408,6 +438,8 @@ def test_every_single_value_change_is_refused(
     verify_state_bundle(copy.deepcopy(bundle), trusted=chain.genesis)
     paths = {path for path, _ in leaves(bundle)}
     for needed in [
+        ("state", "key"),
+        ("state", "key_hash"),
         ("state", "proof"),
         ("state", "value"),
         ("block", "header"),
@@ -420,15 +452,11 @@ def test_every_single_value_change_is_refused(
         count += 1
         for trusted in (None, chain.genesis):
             try:
-                proven = verify_state_bundle(copy.deepcopy(altered), trusted=trusted)
+                verify_state_bundle(copy.deepcopy(altered), trusted=trusted)
             except ProofInvalid as exc:
                 assert exc.reason and "\n" not in exc.reason
             else:
-                # The one change that can stand: another key in an absence proof whose path ends
-                # where the proven key's does (docs/state-map.md); it then proves a truth.
-                truth = chain.node.prove_state(proven.key, proven.height).value
-                if not (which == "absent" and label.startswith("('state', 'key')") and truth is None):
-                    accepted.append(f"{label} (trusted={trusted is not None})")
+                accepted.append(f"{label} (trusted={trusted is not None})")
     assert not accepted, f"{len(accepted)} alterations were accepted: {accepted[:10]}"
     assert count > 4 * len(paths)
 
@@ -530,11 +558,18 @@ def test_worked_example_of_the_document() -> None:
     assert bundle["state"]["proof"] in state_map
     proven = verify_state_bundle(copy.deepcopy(bundle), trusted=genesis)
     assert (proven.key, proven.value, proven.trusted, proven.signed_power) == (b"b", b"2", True, 1)
-    # As the section says: value null fails; the absence of d verifies.
+    # As the section says: key_hash is SHA-256("b"); value null fails; key d alone fails; the
+    # absence of d verifies.
+    assert bundle["state"]["key_hash"] == hashlib.sha256(b"b").hexdigest()
+    renamed = copy.deepcopy(shown)
     shown["state"]["value"] = None
     with pytest.raises(ProofInvalid, match="does not prove the absence"):
         verify_state_bundle(shown, trusted=genesis)
+    renamed["state"]["key"] = "64"
+    with pytest.raises(ProofInvalid, match="state.key_hash is not the hash of state.key"):
+        verify_state_bundle(renamed, trusted=genesis)
     absent, _ = _example(b"d", None)
     assert len(bytes.fromhex(absent["state"]["proof"])) == 84
     assert absent["state"]["proof"] in state_map
+    assert absent["state"]["key_hash"] == hashlib.sha256(b"d").hexdigest()
     assert verify_state_bundle(absent, trusted=genesis).value is None

@@ -1,11 +1,12 @@
 """State proof bundles (``zhongshu-state-proof/1``): a key's value, or its absence, at a height.
 
-A state bundle carries the key, its value (or null), the state map's proof (ledger.smt) against
-the block header's ``state_root``, and the same certification as a transaction bundle: the
-block's commit, the validator set, and optionally a newer anchor header proving the block
-through its history root. docs/proof-format.md §9 specifies every byte. Under an evidence key
-(``ev/d/<digest>``) the value is a deposit's ``EvidenceRecord``, which the verifier decodes, so a
-state bundle also proves that a file was deposited, or that it was not, as of a height.
+A state bundle carries the key, its hash, its value (or null), the state map's proof
+(ledger.smt) against the block header's ``state_root``, and the same certification as a
+transaction bundle: the block's commit, the validator set, and optionally a newer anchor header
+proving the block through its history root. docs/proof-format.md §9 specifies every byte. Under
+an evidence key (``ev/d/<digest>``) the value is a deposit's ``EvidenceRecord``, which the
+verifier decodes, so a state bundle also proves that a file was deposited, or that it was not,
+as of a height.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ STATE_FORMAT = "zhongshu-state-proof/1"
 """The format identifier every state bundle carries in ``format``."""
 
 _TOP_KEYS = ("format", "suite", "chain_id", "state", "block", "commit", "validator_set", "anchor")
-_STATE_KEYS = ("key", "value", "proof")
+_STATE_KEYS = ("key", "key_hash", "value", "proof")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class _StateBundle:
     suite: str
     chain_id: str
     key: bytes
+    key_hash: bytes
     value: bytes | None
     proof: bytes
     height: int
@@ -169,6 +171,7 @@ def build_state_bundle(
         "chain_id": header.chain_id,
         "state": {
             "key": key.hex(),
+            "key_hash": h(key).hex(),
             "value": None if value is None else value.hex(),
             "proof": smt.encode_proof(proof).hex(),
         },
@@ -211,6 +214,7 @@ def _read_state_bundle(bundle: Any) -> _StateBundle:
         suite=suite,
         chain_id=top.text("chain_id"),
         key=s.hex("key"),
+        key_hash=s.hex("key_hash", smt.HASH_SIZE),
         value=s.optional_hex("value"),
         proof=s.hex("proof"),
         height=b.uint("height"),
@@ -225,8 +229,13 @@ def _read_state_bundle(bundle: Any) -> _StateBundle:
 
 
 def _check_state(p: _StateBundle, header: Header) -> None:
-    """The key holds the value (or is absent) in the state map whose root the header holds."""
+    """The key (the one ``key_hash`` names) holds the value, or is absent, in the state map
+    whose root the header holds."""
     h = get_suite(p.suite).hasher()
+    # state.key_hash is H(state.key), so neither can be changed alone (an absence proof would
+    # otherwise also stand for any other key whose hash shares its path prefix).
+    if h(p.key) != p.key_hash:
+        raise ProofInvalid("state.key_hash is not the hash of state.key: the bundle was altered")
     # The proof is the canonical encoding of a SparseMerkleProof.
     try:
         proof = smt.decode_proof(p.proof)
@@ -300,14 +309,15 @@ def verify_state_bundle(
 ) -> VerifiedState:
     """Check a state bundle completely, offline; raise ProofInvalid at the first failing check.
 
-    Valid means: the state map's proof leads from the key and its value (or from the key's
-    absence) to the ``state_root`` of a block header certified by more than 2/3 of the voting
-    power of the validator set the header (or a newer anchor header proving it through its
-    history root) names; with ``trusted``, that set, the suite and the chain id are the
-    genesis's. The value under an evidence key must be a canonical deposit record of the key's
-    digest. With ``file`` (a binary stream) or ``file_digest``, the key must be an evidence key
-    and the file's digest the key's. Any ``bundle`` value that is not a valid state bundle
-    raises ProofInvalid; an OSError reading ``file`` propagates.
+    Valid means: ``state.key_hash`` is the hash of the key, and the state map's proof leads from
+    the key and its value (or from the key's absence) to the ``state_root`` of a block header
+    certified by more than 2/3 of the voting power of the validator set the header (or a newer
+    anchor header proving it through its history root) names; with ``trusted``, that set, the
+    suite and the chain id are the genesis's. The value under an evidence key must be a
+    canonical deposit record of the key's digest. With ``file`` (a binary stream) or
+    ``file_digest``, the key must be an evidence key and the file's digest the key's. Any
+    ``bundle`` value that is not a valid state bundle raises ProofInvalid; an OSError reading
+    ``file`` propagates.
     """
     p = _read_state_bundle(bundle)
     suite = get_suite(p.suite)
