@@ -14,11 +14,20 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from zhongshu.consensus.messages import StartHeight, TimeoutFired
+from zhongshu.consensus.messages import (
+    Proposal,
+    SignedProposal,
+    SignedVote,
+    StartHeight,
+    TimeoutFired,
+    proposal_sign_bytes,
+    vote_sign_bytes,
+)
+from zhongshu.consensus.proposer import get_proposer
 from zhongshu.crypto import get_suite
-from zhongshu.ledger.types import ChainParams, Genesis, Validator, ValidatorSet
+from zhongshu.ledger.types import PRECOMMIT, PREVOTE, ChainParams, Genesis, Validator, ValidatorSet, Vote
 from zhongshu.node.consensus_signer import ConsensusSigner
-from zhongshu.node.replica import Replica
+from zhongshu.node.replica import Replica, _Validated
 from zhongshu.p2p.channels import ChannelMux
 
 
@@ -77,3 +86,63 @@ def _replica_at(tmp_path: Path, before: Replica) -> Replica:
     channel = mux.open("walchain", members)
     signer = ConsensusSigner(before.csigner.key, tmp_path / "signer.bin")
     return Replica(before.genesis, tmp_path / "data", signer, channel, verify_workers=1)
+
+
+def test_a_block_precommitted_before_a_crash_is_stored_after_it(tmp_path: Path) -> None:
+    """Found by the state network test: all four nodes killed while height 1 was decided (2f+1
+    precommits) but not yet stored. The body lived only in the precommitters' memory, so after
+    the restart every node knew the decision and none had the block: the chain stopped for good.
+    A replica now keeps the body on disk before it precommits, and a restart brings it back."""
+    keys = [get_suite("sm").generate_private_key() for _ in range(4)]
+    validators = ValidatorSet([Validator(k.public_bytes(), 1, f"n{i}") for i, k in enumerate(keys)])
+    genesis = Genesis("walchain", "sm", 1_700_000_000_000, validators, ChainParams())
+    proposer_key = get_proposer(validators, 1, 0)
+    me = next(k for k in keys if k.public_bytes() != proposer_key)
+    proposer = next(k for k in keys if k.public_bytes() == proposer_key)
+    others = [k for k in keys if k is not me]
+
+    def start() -> Replica:
+        mux = ChannelMux(lambda on_message: _Nowhere(), me.public_bytes())  # type: ignore[arg-type,return-value]
+        channel = mux.open("walchain", {k.public_bytes(): k.public_bytes() for k in keys})
+        signer = ConsensusSigner(me, tmp_path / "signer.bin")
+        return Replica(genesis, tmp_path / "data", signer, channel, verify_workers=1)
+
+    def vote(key: Any, kind: int, block_hash: bytes) -> SignedVote:
+        v = Vote(kind, "walchain", 1, 0, block_hash)
+        return SignedVote(v, key.public_bytes(), key.sign(vote_sign_bytes(v)))
+
+    replica = start()
+    built = replica.execute_block(1, genesis.time + 1000, [], [], proposer_key)
+    block_hash = built.block_hash
+    proposal = Proposal("walchain", 1, 0, block_hash, -1, proposer_key)
+
+    async def until_precommit() -> None:
+        await replica._replay_or_start()
+        await replica._feed(SignedProposal(proposal, proposer.sign(proposal_sign_bytes(proposal))))
+        await replica._process(_Validated(1, block_hash, built))
+        for key in others:
+            await replica._feed(vote(key, PREVOTE, block_hash))
+
+    try:
+        asyncio.run(until_precommit())
+        # This node precommitted the block (its signer remembers it) ...
+        assert replica.csigner.last is not None and replica.csigner.last.step == PRECOMMIT
+        assert replica.height == 0
+    finally:
+        # ... and is killed before the others' precommits arrive.
+        replica.close()
+
+    again = start()
+
+    async def after_restart() -> None:
+        await again._replay_or_start()
+        for key in others:
+            await again._feed(vote(key, PRECOMMIT, block_hash))
+
+    try:
+        asyncio.run(after_restart())
+        # Decided by the precommits that arrive after the restart, and stored from its own disk.
+        assert again.height == 1
+        assert again.last_block_hash == block_hash
+    finally:
+        again.close()

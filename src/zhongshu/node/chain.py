@@ -118,6 +118,9 @@ class StateAt:
 
 PROPOSAL_KEY = "proposal"
 """Meta key of the block this node proposed and is about to sign (cleared when stored)."""
+PRECOMMITTED_KEY = "precommitted"
+"""Meta key of the blocks a replica precommitted at the height in progress (cleared when a
+block is stored): a block 2f+1 precommitted is decided, so its body must outlive a crash."""
 
 
 class FrontierState:
@@ -453,6 +456,7 @@ class ChainNode:
             FrontierState.HISTORY_SIZE: history.size.to_bytes(8, "big"),
             FrontierState.STATE_ROOT: built.state_root,
             PROPOSAL_KEY: b"",
+            PRECOMMITTED_KEY: b"",
         }
         record = BlockRecord(block, block_hash, receipts, commit)
         started = time.perf_counter()

@@ -46,11 +46,12 @@ from zhongshu.consensus.messages import (
 from zhongshu.consensus.proposer import get_proposer
 from zhongshu.consensus.tendermint import TendermintEngine, TimeoutConfig
 from zhongshu.consensus.timing import compute_block_time, get_timely_delay, is_too_far_ahead
+from zhongshu.consensus.votes import NIL
 from zhongshu.ledger.commit import InvalidCommit, check_commit
 from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
-from zhongshu.ledger.types import PREVOTE, Block, Genesis, Transaction
+from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Block, Genesis, Transaction, Vote
 from zhongshu.node import errors
-from zhongshu.node.chain import BuiltBlock, ChainNode, InvalidBlock
+from zhongshu.node.chain import PRECOMMITTED_KEY, BuiltBlock, ChainNode, InvalidBlock
 from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.peerbook import (
     GOSSIP_CHUNK_BYTES,
@@ -194,6 +195,8 @@ class Replica(ChainNode):
         self._verified_votes: dict[tuple[bytes, int, int, int], set[bytes]] = {}
         """Per (validator, height, round, kind), the blocks of the votes taken (this height and next)."""
         self._wanted_bodies: set[bytes] = set()
+        self._kept_bodies: list[Block] = []
+        """The blocks this node precommitted at the height in progress, as on disk (PRECOMMITTED_KEY)."""
         """Hashes of proposed blocks asked for whole (GetBlock); other bodies are ignored."""
         self.peerbook = PeerBook()
         self._committed_at = time.monotonic()
@@ -240,6 +243,7 @@ class Replica(ChainNode):
         replay, what this node signed at that height would be lost to its engine while its
         signer remembers it, and it could sign nothing more in that round.
         """
+        self._restore_bodies()
         records = self.wal.read()
         start = next(
             (
@@ -251,8 +255,13 @@ class Replica(ChainNode):
         )
         if start is not None:
             log.info("replaying %d WAL records of height %d", len(records) - start, self.height + 1)
+            height = self.height
             for record in records[start:]:
                 await self._act(self.engine.handle(record), replaying=True)
+                # A block decided in the replay (its body kept on disk) was stored, and the next
+                # height has started: the rest of the log is of the height just finished.
+                if self.height != height:
+                    break
             return
         self.wal.reset()
         await self._start_next_height()
@@ -331,6 +340,8 @@ class Replica(ChainNode):
                 self._schedule_build(action)
             elif isinstance(action, SignProposal | SignVote):
                 message = action.proposal if isinstance(action, SignProposal) else action.vote
+                if isinstance(action, SignVote) and not replaying:
+                    await self._keep_body(action.vote)
                 try:
                     signature = self.csigner.sign(message)
                 except DoubleSignRefused as exc:
@@ -377,6 +388,33 @@ class Replica(ChainNode):
             who, height, round_, what = proposal.proposer, proposal.height, proposal.round, "proposals"
         at = f"height {height} round {round_}"
         log.warning("equivocation: validator %s signed two %s at %s", who.hex()[:16], what, at)
+
+    async def _keep_body(self, vote: Vote) -> None:
+        """Before precommitting a block, put its body on disk: if 2f+1 precommit it, it is
+        decided, and after all of them crash at once only their disks still hold it."""
+        if vote.kind != PRECOMMIT or vote.block_hash == NIL:
+            return
+        built = self._blocks.get(vote.block_hash)
+        if built is None or any(b is built.block for b in self._kept_bodies):
+            return
+        self._kept_bodies.append(built.block)
+        await asyncio.to_thread(self.store.save_meta, PRECOMMITTED_KEY, encode(self._kept_bodies))
+
+    def _restore_bodies(self) -> None:
+        """The blocks precommitted before a restart, re-executed, for the height to finish."""
+        raw = self.store.load_meta(PRECOMMITTED_KEY)
+        if not raw:
+            return
+        for block in decode(raw, list[Block]):
+            if block.header.height != self.height + 1:
+                continue
+            try:
+                built = self.validate_block(block)
+            except InvalidBlock as exc:
+                log.warning("a precommitted block kept on disk no longer validates: %s", exc)
+                continue
+            self._blocks[built.block_hash] = built
+            self._kept_bodies.append(block)
 
     def _fetch_block(self, action: FetchBlock) -> None:
         """The engine needs valid(v) for a proposal: answer from what we hold, or ask the peers."""
@@ -458,8 +496,10 @@ class Replica(ChainNode):
             return
         built = self._blocks.get(decided.block_hash)
         if built is None:
-            # The block was decided before this node had it: fetch it (with its commit) by sync.
+            # The block was decided before this node had it: fetch it (with its commit) by sync,
+            # or, when no peer has stored it yet, its body from a peer that precommitted it.
             self._request_blocks(None)
+            self._request_body(decided.block_hash)
             return
         self._undecided = None
         await self.store_block(built, decided.certificate)
@@ -470,6 +510,7 @@ class Replica(ChainNode):
         self._progress_at = time.monotonic()
         self.wal.reset()
         self._blocks.clear()
+        self._kept_bodies = []
         # Proposals already gathered for the next height are kept; older ones are done with.
         self._assembling = {h: a for h, a in self._assembling.items() if a.gossip.header.height > self.height}
         self._future = {
