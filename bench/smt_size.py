@@ -17,11 +17,13 @@ import time
 
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.smt import (
+    NODE_KEY_SIZE,
     PLACEHOLDER,
     MemoryNodeStore,
     SparseMerkleTree,
     encode_proof,
-    is_leaf_node,
+    get_child_keys,
+    node_key,
     verify_proof,
 )
 
@@ -37,7 +39,7 @@ def main() -> None:
     h = get_suite(args.suite).hasher()
     store = MemoryNodeStore()
     tree = SparseMerkleTree(h, store)
-    root = PLACEHOLDER
+    root, version = PLACEHOLDER, 0
     started = time.process_time()
     apply_s = 0.0
     for first in range(0, args.keys, args.chunk):
@@ -46,15 +48,16 @@ def main() -> None:
             for i in range(first, min(args.keys, first + args.chunk))
         }
         applying = time.process_time()
-        root, nodes = tree.apply(root, batch)
+        root, nodes = tree.apply(root, version, batch, version + 1)
+        version += 1
         apply_s += time.process_time() - applying
         store.put_nodes(nodes)
     build_s = time.process_time() - started
     step = max(1, args.keys // SAMPLES)
     present = [f"key-{i}".encode() for i in range(0, args.keys, step)]
     absent = [f"absent-{i}".encode() for i in range(len(present))]
-    member = [tree.prove(root, k) for k in present]
-    missing = [tree.prove(root, k) for k in absent]
+    member = [tree.prove(root, version, k) for k in present]
+    missing = [tree.prove(root, version, k) for k in absent]
     started = time.process_time()
     for key, proof in zip(present, member, strict=True):
         assert verify_proof(h, root, key, f"value-{key[4:].decode()}".encode(), proof)
@@ -63,12 +66,13 @@ def main() -> None:
         assert verify_proof(h, root, key, None, proof)
     print(f"suite {args.suite}: {args.keys} keys in batches of {args.chunk}, built in {build_s:.1f} s")
     print(f"  apply: {apply_s / args.keys * 1e6:.0f} us per written key (storing the nodes aside)")
-    live = compute_live_nodes(tree, root)
+    live, live_bytes = compute_live_nodes(tree, version, root)
     stored = len(store.nodes)
-    print(f"  nodes stored (all versions): {stored}, {stored * 65 / 1e6:.1f} MB of node bytes")
-    per_key = live * (32 + 65) / args.keys
+    stored_bytes = sum(map(len, store.nodes.values())) + stored * NODE_KEY_SIZE
+    print(f"  nodes stored (all versions): {stored}, {stored_bytes / 1e6:.1f} MB of node keys and bytes")
+    per_key = live_bytes / args.keys
     print(f"  nodes of the last version: {live}, {live / args.keys:.2f} per key, {per_key:.0f} B per key")
-    print("    (node hash + node bytes, before any database overhead)")
+    print("    (node key + node bytes, before any database overhead)")
     _report("membership", [len(encode_proof(p)) for p in member], [p.depth for p in member])
     _report("absence", [len(encode_proof(p)) for p in missing], [p.depth for p in missing])
     with_leaf = sum(p.leaf is not None for p in missing)
@@ -76,18 +80,17 @@ def main() -> None:
     print(f"  verify: {verify_us:.0f} us per membership proof")
 
 
-def compute_live_nodes(tree: SparseMerkleTree, root: bytes) -> int:
-    """How many nodes are reachable from ``root``."""
-    count, pending = 0, [root]
+def compute_live_nodes(tree: SparseMerkleTree, version: int, root: bytes) -> tuple[int, int]:
+    """How many nodes ``version``'s tree has, and their node keys and stored bytes in all."""
+    count, size = 0, 0
+    pending = [] if root == PLACEHOLDER else [node_key(version, root)]
     while pending:
-        node_hash = pending.pop()
-        if node_hash == PLACEHOLDER:
-            continue
+        key = pending.pop()
+        node = tree.get_node(key)
         count += 1
-        node = tree.get_node(node_hash)
-        if not is_leaf_node(node):
-            pending += [node[1:33], node[33:]]
-    return count
+        size += len(key) + len(node)
+        pending += get_child_keys(node)
+    return count, size
 
 
 def _report(kind: str, sizes: list[int], depths: list[int]) -> None:

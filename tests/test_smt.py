@@ -20,11 +20,14 @@ from zhongshu.ledger.smt import (
     CorruptNode,
     MemoryNodeStore,
     MissingNode,
+    NodeStore,
     ProofLeaf,
     SparseMerkleProof,
     SparseMerkleTree,
     decode_proof,
     encode_proof,
+    get_child_keys,
+    node_key,
     verify_proof,
     verify_proof_bytes,
 )
@@ -55,10 +58,30 @@ def _naive_subtree(h: Hasher, leaves: dict[int, bytes], depth: int) -> bytes:
 
 
 def build(h: Hasher, pairs: dict[bytes, bytes]) -> tuple[SparseMerkleTree, bytes]:
+    """The tree of ``pairs`` written as version 1 of an empty store."""
     tree = SparseMerkleTree(h, MemoryNodeStore())
-    root, nodes = tree.apply(PLACEHOLDER, pairs)
+    root, nodes = tree.apply(PLACEHOLDER, 0, pairs, 1)
     tree.store.put_nodes(nodes)
     return tree, root
+
+
+def walk_version(h: Hasher, store: NodeStore, version: int, root: bytes) -> dict[bytes, bytes]:
+    """Every node of ``version``'s tree (node key -> stored bytes), from node_key(version, root).
+
+    Each node hashes to the hash part of its key, and each stored child version names a
+    stored node.
+    """
+    found: dict[bytes, bytes] = {}
+    pending = [] if root == PLACEHOLDER else [node_key(version, root)]
+    while pending:
+        key = pending.pop()
+        node = store.get_node(key)
+        assert node is not None, key.hex()
+        assert h(node[:65]) == key[8:]
+        assert len(node) == (81 if node[0] == 1 else 65)
+        found[key] = node
+        pending += get_child_keys(node)
+    return found
 
 
 # Fixed vectors: maps of ASCII keys and values, roots from naive_root (computed once, kept).
@@ -110,11 +133,11 @@ def test_every_version_proves_every_key(
     store = MemoryNodeStore()
     tree = SparseMerkleTree(h, store)
     roots, models = [PLACEHOLDER], [dict[bytes, bytes]()]
-    for batch in batches:
-        root, nodes = tree.apply(roots[-1], batch)
-        # New nodes are content-addressed and were not stored before.
-        assert all(h(node) == node_hash for node_hash, node in nodes.items())
-        assert not any(node_hash in store.nodes for node_hash in nodes)
+    for version, batch in enumerate(batches, start=1):
+        root, nodes = tree.apply(roots[-1], version - 1, batch, version)
+        # New nodes are keyed by this version and their hash, and were not stored before.
+        assert all(key == node_key(version, h(node[:65])) for key, node in nodes.items())
+        assert not any(key in store.nodes for key in nodes)
         tree.store.put_nodes(nodes)
         model = dict(models[-1])
         for key, value in batch.items():
@@ -128,7 +151,7 @@ def test_every_version_proves_every_key(
     for version, (root, model) in enumerate(zip(roots, models, strict=True)):
         assert root == naive_root(h, model)
         for key in universe:
-            proof = tree.prove(root, key)
+            proof = tree.prove(root, version, key)
             value = model.get(key)
             assert verify_proof(h, root, key, value, proof)
             assert verify_proof_bytes(h, root, key, value, encode_proof(proof))
@@ -145,10 +168,11 @@ def test_every_version_proves_every_key(
     assert roots[-1] == build(h, final)[1]
     shuffled = list(final.items())
     order.shuffle(shuffled)  # type: ignore[attr-defined]
-    root = PLACEHOLDER
-    for key, value in shuffled:
-        root, nodes = tree.apply(root, {key: value})
+    root, root_version = PLACEHOLDER, 0
+    for version, (key, value) in enumerate(shuffled, start=len(batches) + 1):
+        root, nodes = tree.apply(root, root_version, {key: value}, version)
         tree.store.put_nodes(nodes)
+        root_version = version
     assert root == roots[-1]
 
 
@@ -160,7 +184,7 @@ def test_tree_equals_naive_reference(h: Hasher, pairs: dict[bytes, bytes]) -> No
     assert root == naive_root(h, pairs)
     # Deleting half the keys collapses to the tree of the other half.
     gone = list(pairs)[::2]
-    smaller, nodes = tree.apply(root, dict.fromkeys(gone))
+    smaller, nodes = tree.apply(root, 1, dict.fromkeys(gone), 2)
     kept = {k: v for k, v in pairs.items() if k not in gone}
     assert smaller == naive_root(h, kept)
 
@@ -169,16 +193,19 @@ def test_tree_equals_naive_reference(h: Hasher, pairs: dict[bytes, bytes]) -> No
 def test_empty_and_noop_batches(h: Hasher) -> None:
     tree, root = build(h, {})
     assert root == PLACEHOLDER
-    assert tree.apply(root, {b"absent": None}) == (PLACEHOLDER, {})
-    proof = tree.prove(root, b"k")
+    assert tree.apply(root, 1, {b"absent": None}, 2) == (PLACEHOLDER, {})
+    proof = tree.prove(root, 1, b"k")
     assert proof == SparseMerkleProof(leaf=None, depth=0, bitmap=b"", siblings=[])
     assert verify_proof(h, root, b"k", None, proof)
     assert not verify_proof(h, root, b"k", b"v", proof)
     tree, root = build(h, {b"k": b"v"})
-    # Writing a present value, or deleting an absent key, changes nothing and adds no node.
-    assert tree.apply(root, {b"k": b"v", b"other": None}) == (root, {})
-    assert tree.get_value_hash(root, b"k") == h(b"v")
-    assert tree.get_value_hash(root, b"other") is None
+    # Writing a present value, or deleting an absent key, keeps the root and makes no node;
+    # only the root is stored again, under the new version.
+    same, nodes = tree.apply(root, 1, {b"k": b"v", b"other": None}, 2)
+    assert (same, nodes) == (root, {node_key(2, root): tree.get_node(node_key(1, root))})
+    tree.store.put_nodes(nodes)
+    assert tree.get_value_hash(root, 2, b"k") == h(b"v")
+    assert tree.get_value_hash(root, 2, b"other") is None
 
 
 @pytest.mark.parametrize(("name", "h"), [("sm3", SM3), ("sha256", SHA256)])
@@ -193,7 +220,7 @@ def test_tampered_proof_bytes_never_verify() -> None:
     pairs = {bytes([i]): bytes([i, i]) for i in range(40)}
     tree, root = build(h, pairs)
     for key, value in [(b"\x05", b"\x05\x05"), (b"absent", None), (b"\x99", None)]:
-        data = encode_proof(tree.prove(root, key))
+        data = encode_proof(tree.prove(root, 1, key))
         assert verify_proof_bytes(h, root, key, value, data)
         for i in range(len(data)):
             for mask in (0x01, 0x80, 0xFF):
@@ -211,7 +238,7 @@ def test_tampered_value_or_key_never_verifies(pairs: dict[bytes, bytes], data: s
     h = SHA256
     tree, root = build(h, pairs)
     key = data.draw(st.sampled_from(sorted(pairs)))
-    proof = tree.prove(root, key)
+    proof = tree.prove(root, 1, key)
     value = pairs[key]
     # Any changed value: one byte flipped, one added, or absence claimed.
     if value:
@@ -227,7 +254,7 @@ def test_tampered_value_or_key_never_verifies(pairs: dict[bytes, bytes], data: s
     assert not verify_proof(h, root, other, value, proof)
     assert not verify_proof(h, root, other, None, proof) or other not in pairs
     # An absence proof may stand for another absent key on the same path, never a present one.
-    absent = tree.prove(root, other)
+    absent = tree.prove(root, 1, other)
     for candidate in [key, *pairs]:
         assert not verify_proof(h, root, candidate, None, absent) or candidate not in pairs
 
@@ -254,13 +281,13 @@ def test_malformed_proofs_give_false(proof: SparseMerkleProof, value: bytes | No
     # Values of the wrong type anywhere give False too.
     odd: object = SparseMerkleProof(leaf="x", depth="1", bitmap=None, siblings=3)  # type: ignore[arg-type]
     assert verify_proof(h, root, b"a", b"1", odd) is False  # type: ignore[arg-type]
-    assert verify_proof(h, root, "a", b"1", tree.prove(root, b"a")) is False  # type: ignore[arg-type]
+    assert verify_proof(h, root, "a", b"1", tree.prove(root, 1, b"a")) is False  # type: ignore[arg-type]
 
 
 def test_non_canonical_proof_refused() -> None:
     h = SHA256
     tree, root = build(h, {b"a": b"1", b"b": b"2", b"c": b"3"})
-    proof = tree.prove(root, b"a")
+    proof = tree.prove(root, 1, b"a")
     # A placeholder listed as a sibling, padding bits set, or an empty deepest sibling: refused.
     assert proof.depth >= 1
     padded = SparseMerkleProof(proof.leaf, proof.depth, bytes([proof.bitmap[0] | 1]), proof.siblings)
@@ -275,10 +302,10 @@ def test_proof_size_is_about_log_n() -> None:
     root = PLACEHOLDER
     for chunk in range(4):
         batch = {f"k{chunk}-{i}".encode(): b"v" * 32 for i in range(500)}
-        root, nodes = tree.apply(root, batch)
+        root, nodes = tree.apply(root, chunk, batch, chunk + 1)
         tree.store.put_nodes(nodes)
-    sizes = [len(encode_proof(tree.prove(root, f"k1-{i}".encode()))) for i in range(200)]
-    absent = [len(encode_proof(tree.prove(root, f"none-{i}".encode()))) for i in range(200)]
+    sizes = [len(encode_proof(tree.prove(root, 4, f"k1-{i}".encode()))) for i in range(200)]
+    absent = [len(encode_proof(tree.prove(root, 4, f"none-{i}".encode()))) for i in range(200)]
     print(
         f"2000 keys: membership proof {sum(sizes) / len(sizes):.0f} B mean, {max(sizes)} B max; "
         f"absence {sum(absent) / len(absent):.0f} B mean"
@@ -313,10 +340,10 @@ def test_worked_example() -> None:
     assert root.hex() == EXAMPLE_ROOT
     # b is present (depth 4, two placeholder siblings left out); d's path ends in an empty slot;
     # g's path ends in a's leaf, so a's membership proof is also g's proof of absence.
-    assert encode_proof(tree.prove(root, b"b")).hex() == EXAMPLE_PROOF_B
-    assert encode_proof(tree.prove(root, b"d")).hex() == EXAMPLE_PROOF_D
-    assert encode_proof(tree.prove(root, b"g")) == encode_proof(tree.prove(root, b"a"))
-    assert encode_proof(tree.prove(root, b"g")).hex() == EXAMPLE_PROOF_G
+    assert encode_proof(tree.prove(root, 1, b"b")).hex() == EXAMPLE_PROOF_B
+    assert encode_proof(tree.prove(root, 1, b"d")).hex() == EXAMPLE_PROOF_D
+    assert encode_proof(tree.prove(root, 1, b"g")) == encode_proof(tree.prove(root, 1, b"a"))
+    assert encode_proof(tree.prove(root, 1, b"g")).hex() == EXAMPLE_PROOF_G
     assert verify_proof_bytes(h, root, b"b", b"2", bytes.fromhex(EXAMPLE_PROOF_B))
     assert verify_proof_bytes(h, root, b"d", None, bytes.fromhex(EXAMPLE_PROOF_D))
     assert verify_proof_bytes(h, root, b"g", None, bytes.fromhex(EXAMPLE_PROOF_G))
@@ -329,10 +356,108 @@ def test_missing_or_corrupt_nodes_raise_typed_errors() -> None:
     tree, root = build(h, {b"a": b"1", b"b": b"2"})
     unknown = h(b"not a root")
     with pytest.raises(MissingNode):
-        tree.prove(unknown, b"a")
+        tree.prove(unknown, 1, b"a")
     with pytest.raises(MissingNode):
-        tree.apply(unknown, {b"a": b"2"})
+        tree.apply(unknown, 1, {b"a": b"2"}, 2)
+    # The root is stored at version 1 only.
+    with pytest.raises(MissingNode):
+        tree.prove(root, 2, b"a")
     store = MemoryNodeStore()
-    store.put_nodes({unknown: b"\x02" + bytes(64)})
-    with pytest.raises(CorruptNode):
-        SparseMerkleTree(h, store).prove(unknown, b"a")
+    leaf = b"\x00" + bytes(64)
+    internal = b"\x01" + bytes(64) + bytes(16)
+    # A leaf is 65 bytes, an internal node 81; any other tag or size is not a node.
+    for stored in (b"\x02" + bytes(64), b"", leaf + bytes(16), internal[:65], internal + b"\x00"):
+        store.put_nodes({node_key(1, unknown): stored})
+        with pytest.raises(CorruptNode):
+            SparseMerkleTree(h, store).prove(unknown, 1, b"a")
+        with pytest.raises(CorruptNode):
+            SparseMerkleTree(h, store).apply(unknown, 1, {b"a": b"1"}, 2)
+
+
+def test_node_missing_at_the_version_its_parent_names_raises() -> None:
+    h = SHA256
+    tree, root = build(h, {b"a": b"1", b"b": b"2", b"c": b"3"})
+    store = tree.store
+    assert isinstance(store, MemoryNodeStore)
+    # Version 2 changes a; version 3 writes a's old value back: the same root and leaf hashes
+    # as version 1, stored again under version 3.
+    changed, nodes = tree.apply(root, 1, {b"a": b"9"}, 2)
+    tree.store.put_nodes(nodes)
+    back, nodes = tree.apply(changed, 2, {b"a": b"1"}, 3)
+    tree.store.put_nodes(nodes)
+    assert back == root
+    leaf_a = h(b"\x00" + h(b"a") + h(b"1"))
+    assert {node_key(1, leaf_a), node_key(3, leaf_a)} <= set(store.nodes)
+    # The root names n1 (unchanged) at version 1 and leaf a (its right child) at version 3.
+    assert tree.get_node(node_key(3, root))[65:] == (1).to_bytes(8, "big") + (3).to_bytes(8, "big")
+    # Leaf a gone from version 3: version 3 fails although the same leaf is kept at version 1.
+    del store.nodes[node_key(3, leaf_a)]
+    with pytest.raises(MissingNode):
+        tree.prove(root, 3, b"a")
+    with pytest.raises(MissingNode):
+        tree.apply(root, 3, {b"a": b"2"}, 4)
+    with pytest.raises(MissingNode):
+        tree.apply(root, 3, {b"a": b"2", b"b": b"5"}, 4)
+    assert verify_proof(h, root, b"a", b"1", tree.prove(root, 1, b"a"))
+    # The other paths of version 3 still prove.
+    assert verify_proof(h, root, b"b", b"2", tree.prove(root, 3, b"b"))
+
+
+def test_versions_must_follow_the_root_version() -> None:
+    tree, root = build(SHA256, {b"a": b"1"})
+    for root_version, version in [(1, 1), (1, 0), (2, 1), (-1, 1), (1, 2**64)]:
+        with pytest.raises(ValueError):
+            tree.apply(root, root_version, {b"a": b"2"}, version)
+
+
+@pytest.mark.parametrize("h", HASHERS)
+def test_unchanged_batch_stores_the_root_under_the_new_version(h: Hasher) -> None:
+    tree, root = build(h, {b"a": b"1", b"b": b"2", b"c": b"3"})
+    # No update, or only updates that change nothing: the root's bytes again, under version 2.
+    for batch in ({}, {b"a": b"1"}, {b"absent": None, b"b": b"2", b"c": b"3"}):
+        same, nodes = tree.apply(root, 1, batch, 2)
+        assert same == root
+        assert nodes == {node_key(2, root): tree.get_node(node_key(1, root))}
+    tree.store.put_nodes(nodes)
+    # Version 3 over version 2, then version 4 deletes two keys: the last leaf, written at
+    # version 1, becomes the root and is stored again under version 4.
+    same, nodes = tree.apply(root, 2, {}, 3)
+    tree.store.put_nodes(nodes)
+    last, nodes = tree.apply(root, 3, {b"a": None, b"b": None}, 4)
+    leaf_c = h(b"\x00" + h(b"c") + h(b"3"))
+    assert last == leaf_c
+    assert nodes == {node_key(4, leaf_c): tree.get_node(node_key(1, leaf_c))}
+    tree.store.put_nodes(nodes)
+    for version in (1, 2, 3):
+        assert tree.get_value_hash(root, version, b"b") == h(b"2")
+    assert tree.get_value_hash(last, 4, b"c") == h(b"3")
+    assert tree.get_value_hash(last, 4, b"b") is None
+    # The empty tree stores no root.
+    empty, nodes = tree.apply(last, 4, {b"c": None}, 5)
+    assert (empty, nodes) == (PLACEHOLDER, {})
+
+
+@pytest.mark.parametrize("h", HASHERS)
+@SETTINGS
+@given(history=histories())
+def test_each_batch_writes_exactly_its_version_tree_nodes(
+    h: Hasher, history: tuple[list[bytes], list[dict[bytes, bytes | None]]]
+) -> None:
+    _, batches = history
+    store = MemoryNodeStore()
+    tree = SparseMerkleTree(h, store)
+    roots = [PLACEHOLDER]
+    for version, batch in enumerate(batches, start=1):
+        root, nodes = tree.apply(roots[-1], version - 1, batch, version)
+        store.put_nodes(nodes)
+        roots.append(root)
+        # The batch's nodes are exactly the nodes of its version's tree keyed by that version:
+        # each reachable from node_key(version, root), none left over.
+        walked = walk_version(h, store, version, root)
+        assert {k: v for k, v in walked.items() if k[:8] == version.to_bytes(8, "big")} == nodes
+        assert root == PLACEHOLDER or node_key(version, root) in nodes
+        # Older versions name only nodes of their own version or before.
+        assert all(int.from_bytes(k[:8], "big") <= version for k in walked)
+    # After all batches, every version still walks from its root, child versions included.
+    for version, root in enumerate(roots):
+        walk_version(h, store, version, root)

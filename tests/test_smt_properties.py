@@ -1,7 +1,8 @@
 """Property tests of the sparse Merkle tree's proofs across versions (ledger/smt.py).
 
 Random histories of blocks over a small key space, so that keys are rewritten and deleted
-often, are applied one block (one version) after another to one MemoryNodeStore. Afterwards,
+often, are applied one block (one version: block i is version i) after another to one
+MemoryNodeStore. Afterwards,
 for every version v and every key, written or never written:
 
 - the key's proof at v verifies against v's root with the key's value at v, or as absent when
@@ -71,18 +72,19 @@ def test_each_version_proves_each_key_and_nothing_else(h: Hasher, history: Histo
     universe, blocks = history
     tree = SparseMerkleTree(h, MemoryNodeStore())
     roots, maps = [PLACEHOLDER], [dict[bytes, bytes]()]
-    for block in blocks:
-        root, nodes = tree.apply(roots[-1], block)
+    # Block i is version i; the empty map before the first block is version 0.
+    for version, block in enumerate(blocks, start=1):
+        root, nodes = tree.apply(roots[-1], version - 1, block, version)
         tree.store.put_nodes(nodes)
         roots.append(root)
         maps.append(apply_to_map(maps[-1], block))
     # The root names the map: equal roots exactly for equal maps.
     for root, state in zip(roots, maps, strict=True):
         assert [other == root for other in roots] == [other == state for other in maps]
-    for root, state in zip(roots, maps, strict=True):
+    for version, (root, state) in enumerate(zip(roots, maps, strict=True)):
         for key in [*universe, *NEVER_WRITTEN]:
             value = state.get(key)
-            proof = tree.prove(root, key)
+            proof = tree.prove(root, version, key)
             # The key's value at this version, or its absence, against this version's root.
             assert verify_proof(h, root, key, value, proof)
             assert verify_proof_bytes(h, root, key, value, encode_proof(proof))

@@ -20,10 +20,21 @@ leaf for one, else internal(tree of the leaves whose bit d is 0, tree of those w
 An internal node thus always holds at least two leaves; no internal node has two placeholder
 children, nor a leaf beside a placeholder.
 
-Nodes are immutable and content-addressed: a node's stored bytes are exactly its hash input
-(65 bytes, tag byte first), kept under its hash in a ``NodeStore``. ``apply`` never changes a
-stored node; it returns the new nodes for the caller to store, so a root stays provable for as
-long as the nodes reachable from it are kept. Values are not in the tree (only their hashes).
+Storage. A version is a number >= 1 (the chain's block height); ``apply`` writes every node it
+creates under the batch's version, in a ``NodeStore`` keyed version first (Jellyfish's NodeKey
+idea), so that one batch's nodes are neighbours in the store's key order:
+
+    node key  = version (u64, big-endian) || node hash                      40 bytes
+    leaf      = 0x00 || key_hash || value_hash                              65 bytes
+    internal  = 0x01 || left || right || left_version || right_version     81 bytes (u64 BE)
+
+A node's hash is H of its first 65 bytes, always; an internal node's two versions name the
+keys its children are stored under (0 for a placeholder child). Nodes are never deduplicated
+across versions (a node equal to an older one is written again under the new version) and
+never changed: ``apply`` returns the new nodes for the caller to store, so a version stays
+provable for as long as the nodes reachable from it are kept. Every version stores its root:
+the root of version v is at node key (v, root), or is the placeholder. Values are not in the
+tree (only their hashes).
 
 A proof (``SparseMerkleProof``, canonical MessagePack, array-like, tag "smtproof") names the
 leaf found on the key's path, if any, and the siblings of the path from that depth up:
@@ -58,6 +69,18 @@ PLACEHOLDER = bytes(HASH_SIZE)
 LEAF_TAG = b"\x00"
 INTERNAL_TAG = b"\x01"
 NODE_SIZE = 1 + 2 * HASH_SIZE
+"""The hashed part of a stored node: the tag byte and two hashes (all of a leaf)."""
+VERSION_SIZE = 8
+MAX_VERSION = 2 ** (8 * VERSION_SIZE) - 1
+NODE_KEY_SIZE = VERSION_SIZE + HASH_SIZE
+LEAF_SIZE = NODE_SIZE
+INTERNAL_SIZE = NODE_SIZE + 2 * VERSION_SIZE
+# The stored size of a node by its tag byte.
+_STORED_SIZE = {LEAF_TAG: LEAF_SIZE, INTERNAL_TAG: INTERNAL_SIZE}
+# Offsets in an internal node's stored bytes.
+_LEFT, _RIGHT, _LEFT_VERSION, _RIGHT_VERSION = 1, 1 + HASH_SIZE, NODE_SIZE, NODE_SIZE + VERSION_SIZE
+# The version a placeholder child is recorded under.
+_NO_VERSION = bytes(VERSION_SIZE)
 
 
 class TreeError(Exception):
@@ -95,13 +118,13 @@ class SparseMerkleProof(msgspec.Struct, array_like=True, frozen=True, tag="smtpr
 
 
 class NodeStore(Protocol):
-    """Where nodes live: bytes by node hash. Nodes are never changed, only added or pruned."""
+    """Where nodes live: stored bytes by node key (``node_key``). Nodes are only added or pruned."""
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
-        """The node's bytes, or None when the store does not hold it."""
+    def get_node(self, node_key: bytes) -> bytes | None:
+        """The node's stored bytes, or None when the store does not hold it."""
 
     def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
-        """Add nodes (node hash -> node bytes)."""
+        """Add nodes (node key -> stored bytes)."""
 
 
 class MemoryNodeStore:
@@ -110,11 +133,29 @@ class MemoryNodeStore:
     def __init__(self) -> None:
         self.nodes: dict[bytes, bytes] = {}
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
-        return self.nodes.get(node_hash)
+    def get_node(self, node_key: bytes) -> bytes | None:
+        return self.nodes.get(node_key)
 
     def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
         self.nodes.update(nodes)
+
+
+def node_key(version: int, node_hash: bytes) -> bytes:
+    """The store key of the node ``node_hash`` written at ``version``: u64 BE version || hash."""
+    return version.to_bytes(VERSION_SIZE, "big") + node_hash
+
+
+def get_child_keys(node: bytes) -> list[bytes]:
+    """The node keys of a stored internal node's children other than placeholders (a leaf: [])."""
+    if node[:1] != INTERNAL_TAG:
+        return []
+    left, right = node[_LEFT:_RIGHT], node[_RIGHT:NODE_SIZE]
+    keys = []
+    if left != PLACEHOLDER:
+        keys.append(node[_LEFT_VERSION:_RIGHT_VERSION] + left)
+    if right != PLACEHOLDER:
+        keys.append(node[_RIGHT_VERSION:INTERNAL_SIZE] + right)
+    return keys
 
 
 def get_bit(path: bytes, depth: int) -> int:
@@ -149,77 +190,100 @@ def is_leaf_node(node: bytes) -> bool:
 _Change = tuple[int, bytes, bytes | None]
 # A leaf to build: (key hash as an integer, key_hash, value_hash).
 _Leaf = tuple[int, bytes, bytes]
+# A subtree as its parent names it: (node hash, the version it is stored under as 8 bytes).
+_Ref = tuple[bytes, bytes]
+_EMPTY: _Ref = (PLACEHOLDER, _NO_VERSION)
 _path_of = itemgetter(0)
 
 
 class SparseMerkleTree:
-    """The versioned map over one NodeStore; a version is named by its root hash."""
+    """The versioned map over one NodeStore; a version is named by its number and root hash."""
 
     def __init__(self, h: Hasher, store: NodeStore) -> None:
         self.h = h
         self.store = store
 
-    def get_node(self, node_hash: bytes) -> bytes:
-        """The stored node; raise MissingNode or CorruptNode."""
-        node = self.store.get_node(node_hash)
+    def get_node(self, key: bytes) -> bytes:
+        """The node stored under node key ``key``; raise MissingNode or CorruptNode."""
+        node = self.store.get_node(key)
         # A reachable node must be stored: a miss means a pruned version or a foreign root.
         if node is None:
-            raise MissingNode(f"node {node_hash.hex()} is not in the store")
-        # A node is a tag byte and two hashes.
-        if len(node) != NODE_SIZE or node[:1] not in (LEAF_TAG, INTERNAL_TAG):
-            raise CorruptNode(f"node {node_hash.hex()} is {len(node)} bytes, not a node")
+            raise MissingNode(f"node {_describe(key)} is not in the store")
+        # A leaf is a tag byte and two hashes; an internal node adds its children's versions.
+        if len(node) != _STORED_SIZE.get(node[:1]):
+            raise CorruptNode(f"node {_describe(key)} is {len(node)} bytes, not a node")
         return node
 
-    def apply(self, root: bytes, updates: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
-        """The root after applying ``updates`` (key -> value, None deletes) to version ``root``.
+    def apply(
+        self, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
+    ) -> tuple[bytes, dict[bytes, bytes]]:
+        """The root of ``version`` after applying ``updates`` (key -> value, None deletes) to
+        the tree ``root`` stored at ``root_version`` (0 for the empty tree).
 
-        Returns the new root and the nodes it needs that the store does not hold yet
-        (hash -> bytes); the caller stores them. Stored nodes are never changed, so ``root``
-        stays provable. Deleting an absent key or writing a key's present value changes nothing.
+        Returns the new root and the nodes the caller stores (node key -> stored bytes): every
+        node the batch created, under ``version``, and the new root under ``version`` even when
+        the batch changes nothing (it is then the old root's bytes again), unless the new root
+        is the placeholder. Stored nodes are never changed, so ``root`` stays provable.
+        Deleting an absent key or writing a key's present value changes nothing.
         """
+        # A version is a u64 after the one it builds on: one batch's nodes per version.
+        if not root_version < version <= MAX_VERSION or root_version < 0:
+            raise ValueError(f"version {version} does not follow root version {root_version}")
         h = self.h
         changes: list[_Change] = []
         for key, value in updates.items():
             key_hash = h(key)
             changes.append((int.from_bytes(key_hash, "big"), key_hash, None if value is None else h(value)))
         changes.sort(key=_path_of)
-        batch = _Batch(self, changes)
-        new_root = batch.apply_range(root, 0, 0, len(changes)) if changes else root
+        at = version.to_bytes(VERSION_SIZE, "big")
+        batch = _Batch(self, changes, at)
+        old: _Ref = (root, root_version.to_bytes(VERSION_SIZE, "big"))
+        new_root, new_root_version = batch.apply_range(*old, 0, 0, len(changes)) if changes else old
+        # Every version stores its root: an older node taken as the root is written again.
+        if new_root != PLACEHOLDER and new_root_version != at:
+            batch.new_nodes[at + new_root] = self.get_node(new_root_version + new_root)
         return new_root, batch.new_nodes
 
-    def get_value_hash(self, root: bytes, key: bytes) -> bytes | None:
-        """H(value) of ``key`` in version ``root``, or None when the key is absent."""
-        proof = self.prove(root, key)
+    def get_value_hash(self, root: bytes, version: int, key: bytes) -> bytes | None:
+        """H(value) of ``key`` in the tree ``root`` of ``version``, or None when the key is absent."""
+        proof = self.prove(root, version, key)
         key_hash = self.h(key)
         if proof.leaf is None or proof.leaf.key_hash != key_hash:
             return None
         return proof.leaf.value_hash
 
-    def prove(self, root: bytes, key: bytes) -> SparseMerkleProof:
-        """The proof of ``key``'s value in version ``root``, or of its absence."""
+    def prove(self, root: bytes, version: int, key: bytes) -> SparseMerkleProof:
+        """The proof of ``key``'s value in the tree ``root`` of ``version``, or of its absence."""
         key_hash = self.h(key)
-        node_hash, depth = root, 0
+        node_hash, node_version, depth = root, version.to_bytes(VERSION_SIZE, "big"), 0
         siblings_top_down: list[bytes] = []
         node = b""
         # Descend while the path is in an internal node; stop at a leaf or an empty subtree.
         while node_hash != PLACEHOLDER:
-            node = self.get_node(node_hash)
+            node = self.get_node(node_version + node_hash)
             if is_leaf_node(node):
                 break
-            left, right = node[1 : 1 + HASH_SIZE], node[1 + HASH_SIZE :]
-            bit = get_bit(key_hash, depth)
-            node_hash, sibling = (right, left) if bit else (left, right)
+            left, right = node[_LEFT:_RIGHT], node[_RIGHT:NODE_SIZE]
+            if get_bit(key_hash, depth):
+                node_hash, node_version, sibling = right, node[_RIGHT_VERSION:], left
+            else:
+                node_hash, node_version, sibling = left, node[_LEFT_VERSION:_RIGHT_VERSION], right
             siblings_top_down.append(sibling)
             depth += 1
         leaf = None
         if node_hash != PLACEHOLDER:
-            leaf = ProofLeaf(key_hash=node[1 : 1 + HASH_SIZE], value_hash=node[1 + HASH_SIZE :])
+            leaf = ProofLeaf(key_hash=node[_LEFT:_RIGHT], value_hash=node[_RIGHT:NODE_SIZE])
         return SparseMerkleProof(
             leaf=leaf,
             depth=depth,
             bitmap=compute_bitmap(siblings_top_down),
             siblings=[s for s in reversed(siblings_top_down) if s != PLACEHOLDER],
         )
+
+
+def _describe(key: bytes) -> str:
+    """A node key for a message: 'HASH at version V'."""
+    return f"{key[VERSION_SIZE:].hex()} at version {int.from_bytes(key[:VERSION_SIZE], 'big')}"
 
 
 class _Batch:
@@ -231,123 +295,130 @@ class _Batch:
     change and is walked down and back up in a loop (``apply_one``), which is where most of a
     large tree's nodes are made.
 
-    ``new_nodes`` holds only nodes the store lacks. A node is checked against the store once,
-    when it is made, and only when no child of it is new: a stored node's children are stored
-    (``apply`` returns whole paths and pruning keeps what a kept node reaches), so a node over
-    a new child is new itself.
+    A subtree is passed as a ``_Ref``, (hash, version as 8 bytes): walking down, a child's
+    version is read from its parent's stored bytes; a subtree the batch leaves as it is keeps
+    its version, and every node the batch makes is new, at ``version``, in ``new_nodes``
+    (node key -> stored bytes). The store is only read, never asked whether it holds a node.
     """
 
-    def __init__(self, tree: SparseMerkleTree, changes: list[_Change]) -> None:
+    def __init__(self, tree: SparseMerkleTree, changes: list[_Change], version: bytes) -> None:
         self.h = tree.h
         self.read_stored = tree.get_node
         self.get_stored = tree.store.get_node
         self.changes = changes
+        self.version = version
         self.new_nodes: dict[bytes, bytes] = {}
 
-    def apply_range(self, node_hash: bytes, depth: int, lo: int, hi: int) -> bytes:
+    def apply_range(self, node_hash: bytes, node_version: bytes, depth: int, lo: int, hi: int) -> _Ref:
         """The subtree at ``depth`` after ``changes[lo:hi]`` (all under it, at least one)."""
         if hi - lo == 1:
-            return self.apply_one(node_hash, depth, self.changes[lo])
+            return self.apply_one(node_hash, node_version, depth, self.changes[lo])
         if node_hash == PLACEHOLDER:
             inserts = [(p, k, v) for p, k, v in self.changes[lo:hi] if v is not None]
-            return self.build(inserts, 0, len(inserts), depth) if inserts else PLACEHOLDER
-        node = self.read_stored(node_hash)
+            return self.build(inserts, 0, len(inserts), depth) if inserts else _EMPTY
+        node = self.read_stored(node_version + node_hash)
         if is_leaf_node(node):
-            return self.merge_leaf(node, depth, lo, hi)
+            return self.merge_leaf((node_hash, node_version), node, depth, lo, hi)
         split = _split_point(self.changes, depth, lo, hi)
-        left, right = node[1 : 1 + HASH_SIZE], node[1 + HASH_SIZE :]
-        new_left = self.apply_range(left, depth + 1, lo, split) if lo < split else left
-        new_right = self.apply_range(right, depth + 1, split, hi) if split < hi else right
-        if new_left == left and new_right == right:
-            return node_hash
+        left = (node[_LEFT:_RIGHT], node[_LEFT_VERSION:_RIGHT_VERSION])
+        right = (node[_RIGHT:NODE_SIZE], node[_RIGHT_VERSION:])
+        new_left = self.apply_range(*left, depth + 1, lo, split) if lo < split else left
+        new_right = self.apply_range(*right, depth + 1, split, hi) if split < hi else right
+        if new_left[0] == left[0] and new_right[0] == right[0]:
+            return node_hash, node_version
         # Beside an empty side, an empty subtree or a single leaf is taken up as it is.
-        if new_right == PLACEHOLDER and self.is_leaf_or_empty(new_left):
+        if new_right[0] == PLACEHOLDER and self.is_leaf_or_empty(new_left):
             return new_left
-        if new_left == PLACEHOLDER and self.is_leaf_or_empty(new_right):
+        if new_left[0] == PLACEHOLDER and self.is_leaf_or_empty(new_right):
             return new_right
         return self.add_internal(new_left, new_right)
 
-    def apply_one(self, node_hash: bytes, depth: int, change: _Change) -> bytes:
+    def apply_one(self, node_hash: bytes, node_version: bytes, depth: int, change: _Change) -> _Ref:
         """The subtree at ``depth`` after one change under it: down its path, then back up."""
         path, key_hash, value_hash = change
-        top = node_hash
+        top = node_hash, node_version
         get_stored = self.get_stored
-        siblings: list[bytes] = []
+        siblings: list[_Ref] = []
         node = b""
         # Down: through internal nodes to the leaf or empty slot on the path.
         while node_hash != PLACEHOLDER:
-            node = get_stored(node_hash) or b""
-            # A stored node of the right size and tag; else read_stored raises the typed error.
-            if len(node) != NODE_SIZE or node[0] > 1:
-                node = self.read_stored(node_hash)
+            node = get_stored(node_version + node_hash) or b""
+            # A stored leaf or internal node of its size; else read_stored raises the typed error.
+            if len(node) != _STORED_SIZE.get(node[:1]):
+                node = self.read_stored(node_version + node_hash)
             if node[0] == 0:
                 break
             if (path >> (KEY_BITS - 1 - depth)) & 1:
-                siblings.append(node[1 : 1 + HASH_SIZE])
-                node_hash = node[1 + HASH_SIZE :]
+                siblings.append((node[_LEFT:_RIGHT], node[_LEFT_VERSION:_RIGHT_VERSION]))
+                node_hash, node_version = node[_RIGHT:NODE_SIZE], node[_RIGHT_VERSION:]
             else:
-                siblings.append(node[1 + HASH_SIZE :])
-                node_hash = node[1 : 1 + HASH_SIZE]
+                siblings.append((node[_RIGHT:NODE_SIZE], node[_RIGHT_VERSION:]))
+                node_hash, node_version = node[_LEFT:_RIGHT], node[_LEFT_VERSION:_RIGHT_VERSION]
             depth += 1
         # The change at the end of the path; ``single``: the result is empty or one leaf.
-        if node_hash != PLACEHOLDER and node[1 : 1 + HASH_SIZE] != key_hash:
+        new: _Ref
+        if node_hash != PLACEHOLDER and node[_LEFT:_RIGHT] != key_hash:
             # Another key's leaf: deleting changes nothing; writing parts the two keys below.
             if value_hash is None:
                 return top
-            new, single = self.build_pair(node_hash, node, path, key_hash, value_hash, depth), False
+            old = node_hash, node_version
+            new, single = self.build_pair(old, node, path, key_hash, value_hash, depth), False
         elif value_hash is None:
             if node_hash == PLACEHOLDER:
                 return top
-            new, single = PLACEHOLDER, True
-        elif node_hash != PLACEHOLDER and node[1 + HASH_SIZE :] == value_hash:
+            new, single = _EMPTY, True
+        elif node_hash != PLACEHOLDER and node[_RIGHT:NODE_SIZE] == value_hash:
             return top
         else:
             new, single = self.add_leaf(key_hash, value_hash), True
         # Up: each parent over the new child and the old sibling, collapsed as in apply_range.
-        # ``fresh``: the child is a node the store lacks, so its parent is not stored either.
-        h, new_nodes = self.h, self.new_nodes
-        fresh = new in new_nodes
-        for sibling in reversed(siblings):
+        h, new_nodes, version = self.h, self.new_nodes, self.version
+        new_hash, new_version = new
+        for sibling, sibling_version in reversed(siblings):
             depth -= 1
             if single:
                 # An empty slot or a single leaf beside an empty side is taken up as it is;
                 # so is a leaf beside a side left empty.
                 if sibling == PLACEHOLDER:
                     continue
-                if new == PLACEHOLDER and self.is_leaf_or_empty(sibling):
-                    new = sibling
+                if new_hash == PLACEHOLDER and self.is_leaf_or_empty((sibling, sibling_version)):
+                    new_hash, new_version = sibling, sibling_version
                     continue
                 single = False
             if (path >> (KEY_BITS - 1 - depth)) & 1:
-                node = INTERNAL_TAG + sibling + new
+                hashed = INTERNAL_TAG + sibling + new_hash
+                versions = sibling_version + new_version
             else:
-                node = INTERNAL_TAG + new + sibling
-            new = h(node)
-            if fresh or get_stored(new) is None:
-                new_nodes[new] = node
-                fresh = True
-        return new
+                hashed = INTERNAL_TAG + new_hash + sibling
+                versions = new_version + sibling_version
+            new_hash, new_version = h(hashed), version
+            new_nodes[version + new_hash] = hashed + versions
+        return new_hash, new_version
 
     def build_pair(
-        self, old_hash: bytes, old_leaf: bytes, path: int, key_hash: bytes, value_hash: bytes, depth: int
-    ) -> bytes:
+        self, old: _Ref, old_leaf: bytes, path: int, key_hash: bytes, value_hash: bytes, depth: int
+    ) -> _Ref:
         """The subtree at ``depth`` over a stored leaf and a new key's leaf on the same path."""
-        fork = KEY_BITS - (path ^ int.from_bytes(old_leaf[1 : 1 + HASH_SIZE], "big")).bit_length()
+        fork = KEY_BITS - (path ^ int.from_bytes(old_leaf[_LEFT:_RIGHT], "big")).bit_length()
         new_leaf = self.add_leaf(key_hash, value_hash)
         if (path >> (KEY_BITS - 1 - fork)) & 1:
-            node = self.add_internal(old_hash, new_leaf)
+            node = self.add_internal(old, new_leaf)
         else:
-            node = self.add_internal(new_leaf, old_hash)
+            node = self.add_internal(new_leaf, old)
         return self.add_single_parents(node, path, fork, depth)
 
-    def merge_leaf(self, leaf: bytes, depth: int, lo: int, hi: int) -> bytes:
+    def merge_leaf(self, old: _Ref, leaf: bytes, depth: int, lo: int, hi: int) -> _Ref:
         """The subtree at ``depth`` of one stored leaf after ``changes[lo:hi]``."""
-        merged: dict[bytes, bytes | None] = {leaf[1 : 1 + HASH_SIZE]: leaf[1 + HASH_SIZE :]}
+        old_key_hash, old_value_hash = leaf[_LEFT:_RIGHT], leaf[_RIGHT:NODE_SIZE]
+        merged: dict[bytes, bytes | None] = {old_key_hash: old_value_hash}
         merged.update((key_hash, value_hash) for _, key_hash, value_hash in self.changes[lo:hi])
         leaves = sorted((int.from_bytes(k, "big"), k, v) for k, v in merged.items() if v is not None)
-        return self.build(leaves, 0, len(leaves), depth) if leaves else PLACEHOLDER
+        # Changes that change nothing keep the stored leaf (and make no node).
+        if len(leaves) == 1 and leaves[0][1:] == (old_key_hash, old_value_hash):
+            return old
+        return self.build(leaves, 0, len(leaves), depth) if leaves else _EMPTY
 
-    def build(self, leaves: list[_Leaf], lo: int, hi: int, depth: int) -> bytes:
+    def build(self, leaves: list[_Leaf], lo: int, hi: int, depth: int) -> _Ref:
         """The canonical subtree at ``depth`` over ``leaves[lo:hi]`` (sorted, distinct, not empty)."""
         if hi - lo == 1:
             _, key_hash, value_hash = leaves[lo]
@@ -363,36 +434,34 @@ class _Batch:
         right = self.build(leaves, split, hi, fork + 1)
         return self.add_single_parents(self.add_internal(left, right), first, fork, depth)
 
-    def add_single_parents(self, node_hash: bytes, path: int, from_depth: int, to_depth: int) -> bytes:
+    def add_single_parents(self, node: _Ref, path: int, from_depth: int, to_depth: int) -> _Ref:
         """The chain of parents, each beside an empty side, from ``from_depth`` up to ``to_depth``."""
         for level in range(from_depth - 1, to_depth - 1, -1):
             if (path >> (KEY_BITS - 1 - level)) & 1:
-                node_hash = self.add_internal(PLACEHOLDER, node_hash)
+                node = self.add_internal(_EMPTY, node)
             else:
-                node_hash = self.add_internal(node_hash, PLACEHOLDER)
-        return node_hash
+                node = self.add_internal(node, _EMPTY)
+        return node
 
-    def is_leaf_or_empty(self, node_hash: bytes) -> bool:
+    def is_leaf_or_empty(self, ref: _Ref) -> bool:
+        node_hash, version = ref
         if node_hash == PLACEHOLDER:
             return True
-        node = self.new_nodes.get(node_hash)
-        return is_leaf_node(self.read_stored(node_hash) if node is None else node)
+        key = version + node_hash
+        node = self.new_nodes.get(key)
+        return is_leaf_node(self.read_stored(key) if node is None else node)
 
-    def add_leaf(self, key_hash: bytes, value_hash: bytes) -> bytes:
+    def add_leaf(self, key_hash: bytes, value_hash: bytes) -> _Ref:
         node = LEAF_TAG + key_hash + value_hash
         node_hash = self.h(node)
-        if self.get_stored(node_hash) is None:
-            self.new_nodes[node_hash] = node
-        return node_hash
+        self.new_nodes[self.version + node_hash] = node
+        return node_hash, self.version
 
-    def add_internal(self, left: bytes, right: bytes) -> bytes:
-        node = INTERNAL_TAG + left + right
-        node_hash = self.h(node)
-        new_nodes = self.new_nodes
-        # Over a new child the node is new; else it may be stored already (an older version).
-        if left in new_nodes or right in new_nodes or self.get_stored(node_hash) is None:
-            new_nodes[node_hash] = node
-        return node_hash
+    def add_internal(self, left: _Ref, right: _Ref) -> _Ref:
+        hashed = INTERNAL_TAG + left[0] + right[0]
+        node_hash = self.h(hashed)
+        self.new_nodes[self.version + node_hash] = hashed + left[1] + right[1]
+        return node_hash, self.version
 
 
 def _split_point(items: Sequence[tuple[int, bytes, bytes | None]], depth: int, lo: int, hi: int) -> int:
