@@ -12,7 +12,8 @@
    (``build_state_bundle``, ``zhongshu-state-proof/1``) against the last block and reports the
    smtproof's bytes, the bytes the bundle carries beside its commit certificate and validator
    set, the whole bundle's, and the time ``verify_state_bundle`` takes per bundle against the
-   trusted genesis (the four SM2 signature checks included).
+   trusted genesis (the four SM2 signature checks included): the first verification of each
+   bundle, and the fastest of three.
 3. Reports the ``state_map`` table's LMDB pages per key, and its nodes per key (every block's
    version is kept) beside the nodes of the last version alone.
 
@@ -73,6 +74,7 @@ CHAIN_ID = "bench"
 GENESIS_TIME = 1_764_633_600_000
 BLOCK_MS = 1000
 VALIDATORS = 4
+VERIFY_REPEATS = 3
 
 
 @dataclass
@@ -96,7 +98,11 @@ class StateProofResult:
     bundle_json_bytes: dict[str, dict[str, float]]
     """Per kind: the whole bundle as compact JSON."""
     verify_ms: dict[str, dict[str, float]]
-    """Per kind: ``verify_state_bundle`` against the trusted genesis, mean and p99 (ms)."""
+    """Per kind: ``verify_state_bundle`` against the trusted genesis, mean and p99 (ms) of the
+    first verification of each bundle."""
+    verify_best_ms: dict[str, dict[str, float]]
+    """The same of each bundle's fastest of VERIFY_REPEATS verifications: what is left when the
+    other processes of a shared machine do not get in the way."""
     smt_verify_us: float
     """``smt.verify_proof`` alone, mean over all samples (µs)."""
     depth: dict[str, float]
@@ -246,12 +252,14 @@ def measure_proofs(
     }
     sizes: dict[str, dict[str, list[float]]] = {}
     verify_ms: dict[str, list[float]] = {}
+    best_ms: dict[str, list[float]] = {}
     smt_us: list[float] = []
     depths: list[float] = []
     task = progress.add_task("prove+verify", total=2 * samples)
     for kind, kind_keys in chosen.items():
         sizes[kind] = {"proof": [], "beside": [], "beside_json": [], "bundle": []}
         verify_ms[kind] = []
+        best_ms[kind] = []
         for key in kind_keys:
             with store.state_map_reader() as nodes:
                 proof = smt.SparseMerkleTree(chain.h, nodes).prove(root, key)
@@ -274,9 +282,13 @@ def measure_proofs(
             started = time.perf_counter()
             ok = smt.verify_proof(chain.h, root, key, value, proof)
             smt_us.append((time.perf_counter() - started) * 1e6)
-            started = time.perf_counter()
-            verified = verify_state_bundle(bundle, trusted=chain.genesis)
-            verify_ms[kind].append((time.perf_counter() - started) * 1e3)
+            times = []
+            for _ in range(VERIFY_REPEATS):
+                started = time.perf_counter()
+                verified = verify_state_bundle(bundle, trusted=chain.genesis)
+                times.append((time.perf_counter() - started) * 1e3)
+            verify_ms[kind].append(times[0])
+            best_ms[kind].append(min(times))
             if not ok or verified.value != value:
                 raise RuntimeError(f"the bundle of {key.hex()} did not verify as built")
             progress.advance(task)
@@ -286,6 +298,7 @@ def measure_proofs(
         "beside_commit_json_bytes": {k: _stats(v["beside_json"]) for k, v in sizes.items()},
         "bundle_json_bytes": {k: _stats(v["bundle"]) for k, v in sizes.items()},
         "verify_ms": {k: _timing(v) for k, v in verify_ms.items()},
+        "verify_best_ms": {k: _timing(v) for k, v in best_ms.items()},
         "smt_verify_us": round(statistics.mean(smt_us), 1),
         "depth": {"mean": round(statistics.mean(depths), 1), "max": max(depths)},
     }
@@ -387,6 +400,14 @@ def render(r: StateProofResult, console: Console) -> None:
     row("… as the bundle's JSON, mean / max", r.beside_commit_json_bytes, "mean", "max", "B")
     row("whole bundle, JSON, mean / max", r.bundle_json_bytes, "mean", "max", "B")
     row("verify_state_bundle, mean / p99", r.verify_ms, "mean", "p99", "ms", "< 5 ms")
+    row(
+        f"… fastest of {VERIFY_REPEATS} per bundle, mean / p99",
+        r.verify_best_ms,
+        "mean",
+        "p99",
+        "ms",
+        "< 5 ms",
+    )
     console.print(table)
     console.print(
         f"smt.verify_proof alone {r.smt_verify_us:.0f} µs; depth {r.depth['mean']:.1f} mean, "

@@ -38,6 +38,8 @@ from zhongshu.sdk.app import AppCredentials
 from zhongshu.sdk.transport import sign_app_request
 
 VERIFY_SECONDS = 3.0
+LOG_TAIL = 4000
+"""Characters of a failed node's log shown before the bench stops."""
 
 
 @dataclass
@@ -590,14 +592,16 @@ def summary_json(result: BenchResult) -> str:
 
 # -- the state map's cost: one node with the map and without it, in turn ---------------------
 
-STATE_MAP_RUNS = (True, False, True, False, True, False)
-"""With the state map (True) and without it, in turn; each run a fresh node on a fresh store."""
+STATE_MAP_RUNS = (True, False, False, True, True, False, False, True)
+"""With the state map (True) and without it, each run a fresh node on a fresh store. The order
+(ABBA twice) puts both kinds at the same mean position, so a drift of the machine's speed over
+the runs (seen: +60 % from the first run to the sixth) weighs on both alike."""
 
 
 @dataclass
 class StateMapCompareResult:
     """``zhongshu bench --state-map-compare``: the same load on one node, with and without the
-    state map in turn, each run on a fresh store of the same genesis (the same pre-signed load)."""
+    state map (STATE_MAP_RUNS), each run on a fresh store of the same genesis (the same pre-signed load)."""
 
     suite: str
     txs: int
@@ -617,10 +621,15 @@ class StateMapCompareResult:
     execute_us_per_tx_on: float
     """Mean over the runs of the node's execute time per committed transaction, with the map."""
     execute_us_per_tx_off: float
+    store_us_per_tx_on: float
+    """... and of its LMDB commits (the map's new nodes are written there)."""
+    store_us_per_tx_off: float
     map_us_per_tx: float
-    """The map's own time per transaction: execute_us_per_tx_on - execute_us_per_tx_off."""
+    """The map's own time per transaction: (execute + store) with it - (execute + store) without."""
+    map_cpu_us_per_tx: float
+    """The node's CPU per transaction outside signature checks, with the map - without it."""
     map_cpu_share: float
-    """map_us_per_tx over all the node's CPU per transaction in the runs with the map (its
+    """map_cpu_us_per_tx over all the node's CPU per transaction in the runs with the map (its
     process and workers, signature checks included)."""
     machine: dict[str, Any]
 
@@ -668,6 +677,12 @@ def run_state_map_compare(
                     _load([url], "main", bodies, batch, concurrency, progress, label=label)
                 )
                 after = _node_metrics(url)
+            except Exception:
+                # The node's log goes with the temporary directory: show why it failed first.
+                _stop_nodes(procs)
+                log_tail = (tmp / "node0.log").read_text(errors="replace")[-LOG_TAIL:]
+                console.print(f"run {i + 1} failed; the node's log ends:\n{log_tail}", highlight=False)
+                raise
             finally:
                 _stop_nodes(procs)
             runs.append(_run_figures(state_map, records, start, end, before, after))
@@ -675,9 +690,14 @@ def run_state_map_compare(
     off = [r for r in runs if not r["state_map"]]
     tps_on = statistics.mean(r["tps"] for r in on)
     tps_off = statistics.mean(r["tps"] for r in off)
-    exec_on = statistics.mean(r["execute_us_per_tx"] for r in on)
-    exec_off = statistics.mean(r["execute_us_per_tx"] for r in off)
-    all_cpu_on = statistics.mean(r["all_cpu_us_per_tx"] for r in on)
+
+    def mean(runs: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.mean(r[key] for r in runs))
+
+    exec_on, exec_off = mean(on, "execute_us_per_tx"), mean(off, "execute_us_per_tx")
+    store_on, store_off = mean(on, "store_us_per_tx"), mean(off, "store_us_per_tx")
+    map_cpu = mean(on, "cpu_us_per_tx") - mean(off, "cpu_us_per_tx")
+    all_cpu_on = mean(on, "all_cpu_us_per_tx")
     return StateMapCompareResult(
         suite=suite,
         txs=txs,
@@ -689,8 +709,11 @@ def run_state_map_compare(
         ratio=round(tps_on / tps_off, 3) if tps_off else 0.0,
         execute_us_per_tx_on=round(exec_on, 1),
         execute_us_per_tx_off=round(exec_off, 1),
-        map_us_per_tx=round(exec_on - exec_off, 1),
-        map_cpu_share=round((exec_on - exec_off) / all_cpu_on, 4) if all_cpu_on else 0.0,
+        store_us_per_tx_on=round(store_on, 1),
+        store_us_per_tx_off=round(store_off, 1),
+        map_us_per_tx=round(exec_on + store_on - exec_off - store_off, 1),
+        map_cpu_us_per_tx=round(map_cpu, 1),
+        map_cpu_share=round(map_cpu / all_cpu_on, 4) if all_cpu_on else 0.0,
         machine={
             "cores": cores,
             "machine": platform.machine(),
@@ -745,8 +768,9 @@ def render_state_map_compare(result: StateMapCompareResult, console: Console) ->
     console.print(
         f"mean TPS with the map {result.tps_on:,.0f}, without {result.tps_off:,.0f}: "
         f"ratio {result.ratio:.3f} (target ≥ 0.9); the map's own time {result.map_us_per_tx:.1f} µs "
-        f"per tx (execute {result.execute_us_per_tx_on:.1f} on, {result.execute_us_per_tx_off:.1f} off), "
-        f"{result.map_cpu_share:.2%} of the node's CPU",
+        f"per tx (execute {result.execute_us_per_tx_on:.1f} on, {result.execute_us_per_tx_off:.1f} off; "
+        f"LMDB {result.store_us_per_tx_on:.1f} on, {result.store_us_per_tx_off:.1f} off); its CPU "
+        f"{result.map_cpu_us_per_tx:.1f} µs per tx, {result.map_cpu_share:.2%} of all the node's CPU",
         highlight=False,
     )
 

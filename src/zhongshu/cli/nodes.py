@@ -381,7 +381,7 @@ def bench(
     state_map_compare: bool = typer.Option(
         False,
         "--state-map-compare",
-        help="With --nodes 1: the same load with the state map on and off in turn (six runs, each on "
+        help="With --nodes 1: the same load with the state map on and off (eight runs, each on "
         "a fresh node): the TPS ratio and the map's own time per transaction.",
     ),
 ) -> None:
