@@ -321,7 +321,7 @@ def _signed_bundle(key: PrivateKey, state: dict[bytes, bytes | None], proven: by
     h = suite.hasher()
     store = MemoryNodeStore()
     tree = SparseMerkleTree(h, store)
-    root, nodes = tree.apply(bytes(32), state)
+    root, nodes = tree.apply(bytes(32), 0, state, 1)
     store.put_nodes(nodes)
     vset = ValidatorSet([Validator(key.public_bytes(), 1, "v0")])
     empty = h(b"")
@@ -342,7 +342,7 @@ def _signed_bundle(key: PrivateKey, state: dict[bytes, bytes | None], proven: by
     sig = key.sign(encode(Vote(PRECOMMIT, CHAIN_ID, 1, 0, block_hash)))
     commit = CommitCertificate(1, 0, block_hash, [CommitSig(key.public_bytes(), sig)])
     return build_state_bundle(
-        "intl", proven, state.get(proven), tree.prove(root, proven), Block(header, []), commit, vset
+        "intl", proven, state.get(proven), tree.prove(root, 1, proven), Block(header, []), commit, vset
     )
 
 
@@ -517,7 +517,7 @@ def _example(key: bytes, value: bytes | None) -> tuple[dict[str, Any], Genesis]:
     )
     store = MemoryNodeStore()
     tree = SparseMerkleTree(h, store)
-    root, nodes = tree.apply(bytes(32), {b"a": b"1", b"b": b"2", b"c": b"3"})
+    root, nodes = tree.apply(bytes(32), 0, {b"a": b"1", b"b": b"2", b"c": b"3"}, 1)
     store.put_nodes(nodes)
     empty = h(b"")
     vset_hash = compute_validator_set_hash(h, genesis.validators)
@@ -537,7 +537,7 @@ def _example(key: bytes, value: bytes | None) -> tuple[dict[str, Any], Genesis]:
     block_hash = compute_block_hash(h, header)
     signature = signer.sign(encode(Vote(PRECOMMIT, "demo", 1, 0, block_hash)))
     commit = CommitCertificate(1, 0, block_hash, [CommitSig(public, signature)])
-    proof = tree.prove(root, key)
+    proof = tree.prove(root, 1, key)
     bundle = build_state_bundle("intl", key, value, proof, Block(header, []), commit, genesis.validators)
     return roundtrip(bundle), genesis
 

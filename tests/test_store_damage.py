@@ -252,12 +252,15 @@ def test_a_damaged_state_map_node_is_refused(home: Path) -> None:
         meta = env.open_db(b"meta")
         with env.begin(write=True) as txn:
             root = bytes(txn.get(b"state_root", db=meta))
-            node = bytearray(txn.get(root, db=nodes))
-            node[-1] ^= 1
-            txn.put(root, bytes(node), db=nodes)
+            key = bytes(txn.get(b"height", db=meta)) + root
+            node = bytearray(txn.get(key, db=nodes))
+            node[5] ^= 1
+            txn.put(key, bytes(node), db=nodes)
     finally:
         env.close()
-    assert_refused(home, f"state map node {root.hex()[:16]}.. is damaged")
+    assert_refused(
+        home, f"state map node {root.hex()[:16]}.. of version {int.from_bytes(key[:8], 'big')} is damaged"
+    )
 
 
 def test_a_missing_state_map_node_is_refused(home: Path) -> None:
@@ -267,7 +270,10 @@ def test_a_missing_state_map_node_is_refused(home: Path) -> None:
         meta = env.open_db(b"meta")
         with env.begin(write=True) as txn:
             root = bytes(txn.get(b"state_root", db=meta))
-            assert txn.delete(root, db=nodes)
+            key = bytes(txn.get(b"height", db=meta)) + root
+            assert txn.delete(key, db=nodes)
     finally:
         env.close()
-    assert_refused(home, f"state map node {root.hex()[:16]}.. is missing")
+    assert_refused(
+        home, f"state map node {root.hex()[:16]}.. of version {int.from_bytes(key[:8], 'big')} is missing"
+    )

@@ -130,11 +130,12 @@ class FrontierState:
     HISTORY_SIZE = "history_size"
     STATE_ROOT = "state_root"
     STATE_MAP = "state_map"
-    """What ``state_root`` is on this store: ``smt/1`` (the state map, ledger.smt), or
+    """What ``state_root`` is on this store: ``smt/2`` (the state map, ledger.smt, its nodes
+    keyed by version), or
     ``chain/1`` (a hash chain over each block's writes; for measuring the map's cost only)."""
 
 
-STATE_MAP_KINDS = {True: b"smt/1", False: b"chain/1"}
+STATE_MAP_KINDS = {True: b"smt/2", False: b"chain/1"}
 
 
 class ChainNode:
@@ -233,7 +234,7 @@ class ChainNode:
         empty_root = PLACEHOLDER if self.state_map else self.hash(b"")
         self.state_root = self.store.load_meta(FrontierState.STATE_ROOT) or empty_root
         if self.state_map:
-            self.store.check_state_map(self.hash, self.state_root)
+            self.store.check_state_map(self.hash, self.state_root, self.height)
         last_hash = self.store.load_block_hash(self.height) if self.height else None
         self.last_block_hash = last_hash or self.genesis_hash
 
@@ -379,8 +380,10 @@ class ChainNode:
         state_nodes: dict[bytes, bytes] = {}
         if self.state_map:
             with self.store.state_map_reader() as nodes:
+                # The previous root is stored under the previous height; this block's nodes,
+                # its root included, under this height.
                 state_root, state_nodes = SparseMerkleTree(self.hash, nodes).apply(
-                    self.state_root, outcome.writes
+                    self.state_root, self.height, outcome.writes, height
                 )
         else:
             state_root = compute_state_root(
@@ -598,7 +601,7 @@ class ChainNode:
         record = self.load_block(at)
         root = record.block.header.state_root
         with self.store.state_map_reader() as nodes:
-            proof = SparseMerkleTree(self.hash, nodes).prove(root, key)
+            proof = SparseMerkleTree(self.hash, nodes).prove(root, at, key)
         value = self.store.get_state_at(key, at)
         return StateAt(key, value, proof, record)
 

@@ -21,7 +21,7 @@ import lmdb
 from zhongshu.codec import DecodeError, decode, encode
 from zhongshu.ledger.hashing import compute_block_hash
 from zhongshu.ledger.merkle import Hasher
-from zhongshu.ledger.smt import INTERNAL_TAG, LEAF_TAG, NODE_SIZE, PLACEHOLDER
+from zhongshu.ledger.smt import INTERNAL_SIZE, INTERNAL_TAG, LEAF_SIZE, LEAF_TAG, PLACEHOLDER, node_key
 from zhongshu.ledger.types import Block, CommitCertificate, Header, Receipt
 from zhongshu.store.datafile import check_data_file
 from zhongshu.store.errors import StoreDamaged, StoreError
@@ -178,32 +178,37 @@ class ChainStore:
                 raise StoreDamaged(self.path, f"block {h} does not follow the stored hash of block {h - 1}")
             prev_hash = record.block_hash
 
-    def check_state_map(self, hasher: Hasher, root: bytes, limit: int = CHECKED_MAP_NODES) -> None:
+    def check_state_map(
+        self, hasher: Hasher, root: bytes, version: int, limit: int = CHECKED_MAP_NODES
+    ) -> None:
         """Raise StoreDamaged unless the state map's nodes near ``root`` are whole.
 
-        Walks breadth-first from ``root`` (the tip's state root) over at most ``limit`` nodes,
-        each of which must be stored, be a leaf or internal node, and hash to the key it is
-        stored under. A small map is checked whole; a large one, its top levels.
+        Walks breadth-first from ``root`` as stored under ``version`` (the tip's height) over at
+        most ``limit`` nodes, each of which must be stored under the version its parent names,
+        be a leaf or internal node, and hash to the hash it is stored under. A small map is
+        checked whole; a large one, its top levels.
         """
         try:
             with self.env.begin(db=self._smt) as txn:
-                queue = [] if root == PLACEHOLDER else [root]
-                for node_hash in queue:
+                queue = [] if root == PLACEHOLDER else [node_key(version, root)]
+                for key in queue:
                     if len(queue) > limit:
                         break
-                    node = txn.get(node_hash)
+                    node = txn.get(key)
+                    where = (
+                        f"state map node {key[8:].hex()[:16]}.. of version {int.from_bytes(key[:8], 'big')}"
+                    )
                     # Every node reachable from the tip's root is stored ...
                     if node is None:
-                        raise StoreDamaged(self.path, f"state map node {node_hash.hex()[:16]}.. is missing")
-                    # ... is a node, and hashes to the key it is stored under.
-                    if (
-                        len(node) != NODE_SIZE
-                        or node[:1] not in (LEAF_TAG, INTERNAL_TAG)
-                        or (hasher(node) != node_hash)
-                    ):
-                        raise StoreDamaged(self.path, f"state map node {node_hash.hex()[:16]}.. is damaged")
+                        raise StoreDamaged(self.path, f"{where} is missing")
+                    # ... is a leaf or an internal node, and hashes to the hash it is stored under.
+                    size = {LEAF_TAG: LEAF_SIZE, INTERNAL_TAG: INTERNAL_SIZE}.get(node[:1])
+                    if len(node) != size or hasher(node[:LEAF_SIZE]) != key[8:]:
+                        raise StoreDamaged(self.path, f"{where} is damaged")
                     if node[:1] == INTERNAL_TAG:
-                        queue.extend(c for c in (node[1:33], node[33:]) if c != PLACEHOLDER)
+                        for child, at in ((node[1:33], node[65:73]), (node[33:65], node[73:81])):
+                            if child != PLACEHOLDER:
+                                queue.append(at + child)
         except _DAMAGE as exc:
             raise StoreDamaged(self.path, _one_line(exc)) from None
 
@@ -263,8 +268,9 @@ class ChainStore:
                 [(key + hkey, b"" if value is None else b"\x01" + value) for key, value in writes.items()]
             )
             if state_nodes:
-                # Nodes are content-addressed and never change: an existing one is left as it is.
-                txn.cursor(db=self._smt).putmulti(state_nodes.items(), overwrite=False)
+                # Keys start with the block's height, above every stored one: appended in order,
+                # the new nodes fill the table's last pages instead of rewriting pages all over it.
+                txn.cursor(db=self._smt).putmulti(sorted(state_nodes.items()), append=True)
             for mkey, mvalue in meta.items():
                 txn.put(mkey.encode(), mvalue, db=self._meta)
             txn.put(b"height", _h(height), db=self._meta)
