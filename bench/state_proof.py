@@ -231,7 +231,7 @@ def build_map(
         }
         applied = time.perf_counter()
         with store.state_map_reader() as nodes:
-            root, new_nodes = smt.SparseMerkleTree(chain.h, nodes).apply(root, writes)
+            root, new_nodes = smt.SparseMerkleTree(chain.h, nodes).apply(root, height - 1, writes, height)
         apply_seconds += time.perf_counter() - applied
         last = chain.make_block(height, root)
         store.save_block(last, [], writes, {"state_root": root}, new_nodes)
@@ -262,7 +262,7 @@ def measure_proofs(
         best_ms[kind] = []
         for key in kind_keys:
             with store.state_map_reader() as nodes:
-                proof = smt.SparseMerkleTree(chain.h, nodes).prove(root, key)
+                proof = smt.SparseMerkleTree(chain.h, nodes).prove(root, last.block.header.height, key)
             value = store.get_state(key)
             if (value is None) != (kind == "absent"):
                 raise RuntimeError(f"the store disagrees with the sample: {key.hex()} is not {kind}")
@@ -304,21 +304,17 @@ def measure_proofs(
     }
 
 
-def count_live_nodes(store: ChainStore, h: Hasher, root: bytes, progress: Progress) -> int:
-    """Nodes reachable from ``root`` (the last version's tree)."""
+def count_live_nodes(store: ChainStore, h: Hasher, root: bytes, version: int, progress: Progress) -> int:
+    """Nodes reachable from ``root`` stored under ``version`` (the last version's tree)."""
     task = progress.add_task("walk root", total=None)
-    count, pending = 0, [root]
+    count = 0
+    pending = [] if root == smt.PLACEHOLDER else [smt.node_key(version, root)]
     with store.state_map_reader() as nodes:
         tree = smt.SparseMerkleTree(h, nodes)
         while pending:
-            node_hash = pending.pop()
-            if node_hash == smt.PLACEHOLDER:
-                continue
-            node = tree.get_node(node_hash)
+            node = tree.get_node(pending.pop())
             count += 1
-            if not smt.is_leaf_node(node):
-                pending.append(node[1 : 1 + smt.HASH_SIZE])
-                pending.append(node[1 + smt.HASH_SIZE :])
+            pending.extend(smt.get_child_keys(node))
             if count % 100_000 == 0:
                 progress.update(task, completed=count)
     progress.update(task, total=count, completed=count)
@@ -351,7 +347,8 @@ def run(
         with Progress(*columns, console=console) as progress:
             written, last, build_s, apply_s = build_map(chain, store, keys, batch, progress)
             proofs = measure_proofs(chain, store, last, written, samples, progress)
-            live = count_live_nodes(store, chain.h, last.block.header.state_root, progress)
+            header = last.block.header
+            live = count_live_nodes(store, chain.h, header.state_root, header.height, progress)
         storage = measure_storage(store, keys)
     finally:
         store.close()

@@ -72,11 +72,6 @@ def test_a_node_without_the_state_map_serves_deposits(mapless: tuple[NodeProcess
     assert node.status()["height"] >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChainNode.prove_state raises the base errors.Refused, which has no problem type: the "
-    "gateway answers 500 (KeyError in problems.STATUS); node/chain.py is to raise a registered refusal",
-)
 def test_a_node_without_the_state_map_refuses_state_reads_with_the_reason(
     mapless: tuple[NodeProcess, bytes],
 ) -> None:
@@ -87,5 +82,6 @@ def test_a_node_without_the_state_map_refuses_state_reads_with_the_reason(
         (f"/evidence/{digest.hex()}", {"proof": "true"}),
     ]:
         answer = httpx.get(node.api(path), params=params, timeout=10)
-        assert 400 <= answer.status_code < 500, answer.text
-        assert "without a state map" in answer.json()["detail"]
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["type"].endswith("/problems/no-state-map")
+        assert "without the state map" in answer.json()["detail"]

@@ -494,7 +494,12 @@ def create_app(
     @app.get(
         "/v1/chains/{chain}/evidence/{digest}",
         responses=answers(
-            schemas.EvidenceRecord, "unknown-chain", "bad-request", "malformed-transaction", "not-found"
+            schemas.EvidenceRecord,
+            "unknown-chain",
+            "bad-request",
+            "malformed-transaction",
+            "not-found",
+            "no-state-map",
         )
         | {200: {"model": schemas.EvidenceRecord | state_routes.EvidenceAt, "description": EVIDENCE_ANSWER}},
     )

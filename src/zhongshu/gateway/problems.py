@@ -223,6 +223,12 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             ),
             _refusal(errors.UnknownChain, 404, "The node serves no such chain."),
             _refusal(
+                errors.NoStateMap,
+                409,
+                "The node runs this chain without the state map (`state_map` false in its config, "
+                "for measuring only): it answers no state reads or proofs. Ask another node.",
+            ),
+            _refusal(
                 errors.ChainStopped,
                 409,
                 "The hub stopped the chain: its blocks, transactions and proofs stay readable, "

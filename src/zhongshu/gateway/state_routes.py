@@ -115,7 +115,9 @@ def state_router(chain_of: Callable[[str], ChainNode]) -> APIRouter:
 
     @router.get(
         "/v1/chains/{chain}/state/{key}",
-        responses=answers(StateValue, "unknown-chain", "bad-request", "not-found", "invalid-request"),
+        responses=answers(
+            StateValue, "unknown-chain", "bad-request", "not-found", "invalid-request", "no-state-map"
+        ),
     )
     async def get_state(
         chain: str, key: str, height: int | None = HEIGHT, proof: bool = PROOF, anchor: str = ANCHOR

@@ -596,7 +596,9 @@ class ChainNode:
         Raises NotFound for a height with no block, Refused when this chain keeps no state map.
         """
         if not self.state_map:
-            raise errors.Refused(f"chain {self.chain_id!r} runs without a state map: no state proofs")
+            raise errors.NoStateMap(
+                f"this node runs chain {self.chain_id!r} without the state map: no state proofs"
+            )
         at = self.height if height is None else height
         record = self.load_block(at)
         root = record.block.header.state_root

@@ -106,6 +106,14 @@ class NotFound(Refused):
     title = "Not found"
 
 
+class NoStateMap(Refused):
+    """The chain runs without the state map (a node configured to measure its cost): its
+    state has no proofs."""
+
+    code = "no-state-map"
+    title = "No state proofs on this chain"
+
+
 class CommitTimeout(Refused):
     code = "commit-timeout"
     title = "Not committed in time"
