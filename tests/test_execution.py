@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from zhongshu.codec import decode, encode
 from zhongshu.contracts import build_registry
-from zhongshu.contracts.evidence import EvidencePutResult, decode_record, digest_key
+from zhongshu.contracts.evidence import (
+    EvidencePutResult,
+    decode_record,
+    digest_key,
+    owner_entries,
+    owner_prefix,
+)
 from zhongshu.execution.context import CallContext
 from zhongshu.execution.errors import ExecutionError
 from zhongshu.execution.executor import apply_transactions
@@ -29,7 +35,7 @@ def _run(txs: list[Transaction], state: dict[bytes, bytes] | None = None, height
     return apply_transactions(build_registry(), committed.get, "main", height, 1000 * height, txs, hashes)
 
 
-def test_put_writes_record_and_owner_index() -> None:
+def test_put_writes_its_record_and_the_node_indexes_its_owner() -> None:
     digest = b"\xaa" * 32
     outcome = _run([_tx(EvidencePut(digest, "a.pdf", {"k": "v"}, b"payload"))])
     (receipt,) = outcome.receipts
@@ -41,8 +47,16 @@ def test_put_writes_record_and_owner_index() -> None:
         b"payload",
         5,
     )
-    assert len(outcome.writes) == 2
+    # The record is the only state written; the owner listing is the node's index, derived
+    # from the block (owner key, height, index -> digest).
+    assert list(outcome.writes) == [digest_key(digest)]
     assert [e.name for e in receipt.events] == ["deposited"]
+    tx = _tx(EvidencePut(digest, "a.pdf", {"k": "v"}, b"payload"))
+    location = (5).to_bytes(8, "big") + (0).to_bytes(4, "big")
+    assert owner_entries(5, [tx], outcome.receipts) == {owner_prefix(SENDER) + location: digest}
+    # A failed or repeated deposit is not indexed.
+    again = _run([tx], {digest_key(digest): outcome.writes[digest_key(digest)] or b""})
+    assert owner_entries(5, [tx], again.receipts) == {}
 
 
 def test_second_deposit_returns_the_original_height_and_time() -> None:
@@ -74,11 +88,9 @@ def test_failing_tx_stays_with_failed_receipt_and_no_writes() -> None:
     assert statuses == [STATUS_OK] + [STATUS_FAILED] * 5
     assert all(r.error for r in outcome.receipts[1:])
     assert "payload of 65537 bytes exceeds 65536" in outcome.receipts[1].error
-    assert set(outcome.writes) == {
-        digest_key(b"\x01" * 32),
-        *[k for k in outcome.writes if k.startswith(b"ev/o/")],
-    }
-    assert len(outcome.writes) == 2
+    # The one good deposit writes its record, and nothing else (owner listings are the node's
+    # index, not state).
+    assert set(outcome.writes) == {digest_key(b"\x01" * 32)}
 
 
 def test_execution_is_deterministic() -> None:

@@ -2,12 +2,17 @@
 
 State keys:
   ``ev/d/<digest>``                         -> EvidenceRecord
-  ``ev/o/<owner key>/<height u64><index u32>`` -> digest (deposits by owner, in order)
+
+Deposits by owner are not state: the node indexes them beside each block it stores
+(``owner_entries``: ``ev/o/<owner key>/<height u64><index u32>`` -> digest, in deposit order),
+for listings. State is what the contract reads; a listing is the node's query aid, and keeping
+it out of the state map halves what a deposit costs the map (docs/state-layout.md).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import msgspec
 
@@ -18,10 +23,12 @@ from zhongshu.execution.registry import Contract, Method
 from zhongshu.ledger.evidence_args import (
     DIGEST_ALGORITHM_KEY,
     DIGEST_ALGORITHMS,
+    EVIDENCE_CONTRACT,
     EVIDENCE_KEY_PREFIX,
     EvidencePut,
 )
 from zhongshu.ledger.evidence_args import EvidenceRecord as EvidenceRecord  # re-exported
+from zhongshu.ledger.types import STATUS_OK, Receipt, Transaction
 
 MAX_PAYLOAD = 64 * 1024
 MAX_NAME = 512
@@ -49,6 +56,22 @@ def digest_key(digest: bytes) -> bytes:
 
 def owner_prefix(owner: bytes) -> bytes:
     return b"ev/o/" + owner + b"/"
+
+
+def owner_entries(height: int, txs: Sequence[Transaction], receipts: Sequence[Receipt]) -> dict[bytes, bytes]:
+    """The owner index entries of a block: each first deposit of a digest, by its depositor.
+
+    A transaction is indexed when its receipt reports a ``deposited`` event (a failed
+    transaction, or a second deposit of a digest, reports none).
+    """
+    entries: dict[bytes, bytes] = {}
+    for index, (tx, receipt) in enumerate(zip(txs, receipts, strict=True)):
+        deposited = any(e.contract == EVIDENCE_CONTRACT and e.name == "deposited" for e in receipt.events)
+        if receipt.status != STATUS_OK or not deposited:
+            continue
+        args = decode(tx.args, EvidencePut, canonical=False)
+        entries[owner_prefix(tx.sender) + _LOC.pack(height, index)] = args.digest
+    return entries
 
 
 def check_put(args: EvidencePut) -> None:
@@ -101,7 +124,6 @@ def put(ctx: CallContext, args: EvidencePut) -> EvidencePutResult:
         ctx.tx_hash,
     )
     ctx.state.set(key, encode(record))
-    ctx.state.set(owner_prefix(ctx.sender) + _LOC.pack(ctx.height, ctx.tx_index), args.digest)
     ctx.emit("deposited", {"digest": args.digest, "name": args.name, "owner": ctx.sender})
     return EvidencePutResult(args.digest, ctx.height, ctx.time, ctx.tx_hash, False)
 

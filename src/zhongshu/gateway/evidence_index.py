@@ -1,4 +1,5 @@
-"""An owner's evidence, page by page, from the owner index of contracts/evidence.py.
+"""An owner's evidence, page by page, from the node's owner index (contracts/evidence.py
+``owner_entries``, stored beside each block; not state).
 
 The index keys are ``ev/o/<owner>/<height u64><index u32>`` (big-endian), so key order is deposit
 order, and a deposit's cursor is the hex of its 12-byte location. The store scans by prefix
@@ -42,13 +43,13 @@ def scan_owner(
     prefix = evidence.owner_prefix(owner)
     store = node.store
     if after is None:
-        return [(key[len(prefix) :], digest) for key, digest in store.scan_state(prefix, count)]
+        return [(key[len(prefix) :], digest) for key, digest in store.scan_index(prefix, count)]
     height, index = after
     block = prefix + height.to_bytes(8, "big")
     # The rest of the cursor's block: at most index + 1 of its entries come before the cursor.
     found = [
         (key[len(prefix) :], digest)
-        for key, digest in store.scan_state(block, index + 1 + count)
+        for key, digest in store.scan_index(block, index + 1 + count)
         if LOCATION.unpack(key[len(prefix) :]) > after
     ]
     # The blocks after it, up to the tip.
@@ -56,7 +57,7 @@ def scan_owner(
     for head in prefixes_after(height.to_bytes(8, "big"), tip):
         if len(found) >= count:
             break
-        rest = store.scan_state(prefix + head, count - len(found))
+        rest = store.scan_index(prefix + head, count - len(found))
         found.extend((key[len(prefix) :], digest) for key, digest in rest)
     return found[:count]
 

@@ -101,7 +101,9 @@ class BuiltBlock:
     tx_hashes: list[bytes]
     state_root: bytes
     state_nodes: dict[bytes, bytes]
-    """The state map's nodes this block adds (node hash -> bytes), stored with the block."""
+    """The state map's nodes this block adds (node key -> bytes), stored with the block."""
+    index_entries: dict[bytes, bytes]
+    """The query index entries of this block's deposits (owner listings), stored with it."""
 
 
 @dataclass(frozen=True)
@@ -411,6 +413,7 @@ class ChainNode:
             hashes,
             state_root,
             state_nodes,
+            evidence.owner_entries(height, txs, outcome.receipts),
         )
 
     def validate_block(self, block: Block) -> BuiltBlock:
@@ -463,7 +466,15 @@ class ChainNode:
         }
         record = BlockRecord(block, block_hash, receipts, commit)
         started = time.perf_counter()
-        await asyncio.to_thread(self.store.save_block, record, hashes, built.writes, meta, built.state_nodes)
+        await asyncio.to_thread(
+            self.store.save_block,
+            record,
+            hashes,
+            built.writes,
+            meta,
+            built.state_nodes,
+            built.index_entries,
+        )
         self.metrics.store_seconds += time.perf_counter() - started
         self.metrics.blocks += 1
         self.metrics.committed_txs += len(hashes)
@@ -634,7 +645,7 @@ class ChainNode:
 
     def list_evidence(self, owner: bytes, limit: int = 100) -> list[evidence.EvidenceRecord]:
         out = []
-        for _, digest in self.store.scan_state(evidence.owner_prefix(owner), limit):
+        for _, digest in self.store.scan_index(evidence.owner_prefix(owner), limit):
             out.append(self.get_evidence(digest))
         return out
 

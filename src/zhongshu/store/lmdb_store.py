@@ -115,6 +115,7 @@ class ChainStore:
             self._state = self.env.open_db(b"state")
             self._history = self.env.open_db(b"state_history")
             self._smt = self.env.open_db(b"state_map")
+            self._index = self.env.open_db(b"query_index")
         except _DAMAGE as exc:
             self.env.close()
             raise StoreDamaged(path, _one_line(exc)) from None
@@ -236,9 +237,11 @@ class ChainStore:
         writes: Mapping[bytes, bytes | None],
         meta: Mapping[str, bytes],
         state_nodes: Mapping[bytes, bytes] | None = None,
+        index_entries: Mapping[bytes, bytes] | None = None,
     ) -> None:
         """Commit a block, its receipts, commit, tx index, state writes, the state map's new
-        nodes (``state_nodes``: node hash -> node bytes, ledger.smt) and chain meta at once.
+        nodes (``state_nodes``: node key -> node bytes, ledger.smt), the query index entries
+        (``index_entries``: derived from the block for listings, not state) and chain meta at once.
 
         The block must be the next height; anything else is a broken invariant.
         """
@@ -271,6 +274,8 @@ class ChainStore:
                 # Keys start with the block's height, above every stored one: appended in order,
                 # the new nodes fill the table's last pages instead of rewriting pages all over it.
                 txn.cursor(db=self._smt).putmulti(sorted(state_nodes.items()), append=True)
+            if index_entries:
+                txn.cursor(db=self._index).putmulti(index_entries.items())
             for mkey, mvalue in meta.items():
                 txn.put(mkey.encode(), mvalue, db=self._meta)
             txn.put(b"height", _h(height), db=self._meta)
@@ -377,8 +382,15 @@ class ChainStore:
 
     def scan_state(self, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Current state entries whose keys start with ``prefix``, in key order."""
+        return self._scan(self._state, prefix, limit)
+
+    def scan_index(self, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """Query index entries whose keys start with ``prefix``, in key order."""
+        return self._scan(self._index, prefix, limit)
+
+    def _scan(self, db: lmdb._Database, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
-        with self.env.begin(db=self._state) as txn:
+        with self.env.begin(db=db) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(prefix):
                 return out
