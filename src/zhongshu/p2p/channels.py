@@ -312,6 +312,4 @@ class ChannelMux:
 
 def open_mux(config: TransportConfig) -> ChannelMux:
     """A mux over a mutual-TLS ``Transport`` of ``config`` (not started yet)."""
-    return ChannelMux(
-        functools.partial(Transport, config), config.validator_key.public_bytes()
-    )
+    return ChannelMux(functools.partial(Transport, config), config.validator_key.public_bytes())

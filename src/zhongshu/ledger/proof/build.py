@@ -12,6 +12,7 @@ from zhongshu.ledger.hashing import (
     compute_validator_set_hash,
 )
 from zhongshu.ledger.merkle import (
+    Hasher,
     hash_leaf,
     inclusion_proof,
     root_from_leaf_hashes,
@@ -25,6 +26,9 @@ from zhongshu.ledger.types import (
     ValidatorSet,
 )
 
+Anchor = tuple[Header, CommitCertificate, list[bytes]]
+"""A newer header, its commit, and the hashes of blocks 1 .. newer.height - 1."""
+
 
 def build_bundle(
     suite_name: str,
@@ -34,7 +38,7 @@ def build_bundle(
     commit: CommitCertificate | None,
     validator_set: ValidatorSet,
     *,
-    anchor: tuple[Header, CommitCertificate, list[bytes]] | None = None,
+    anchor: Anchor | None = None,
 ) -> dict[str, Any]:
     """The proof bundle of ``block.txs[tx_index]`` as plain JSON-able values.
 
@@ -56,40 +60,9 @@ def build_bundle(
         raise ValueError("the transactions do not match the header's tx_root")
     if root_from_leaf_hashes(h, receipt_leaves) != header.receipt_root:
         raise ValueError("the receipts do not match the header's receipt_root")
-    vset_hash = compute_validator_set_hash(h, validator_set)
     tx = block.txs[tx_index]
     tx_hash = compute_tx_hash(h, tx)
-
-    anchor_json: dict[str, Any] | None = None
-    if anchor is not None:
-        a_header, a_commit, hashes = anchor
-        a_hash = compute_block_hash(h, a_header)
-        if a_header.height <= header.height or len(hashes) != a_header.height - 1:
-            raise ValueError("the anchor must be newer than the block and come with its history")
-        if hashes[header.height - 1] != block_hash:
-            raise ValueError("the history's block hash at the block's height is not the block's")
-        history_leaves = [hash_leaf(h, bh) for bh in hashes]
-        if root_from_leaf_hashes(h, history_leaves) != a_header.history_root:
-            raise ValueError("the block hashes do not match the anchor header's history_root")
-        _require_certifies(a_commit, a_header, a_hash, "the anchor commit")
-        if a_header.validator_set_hash != vset_hash:
-            raise ValueError("the validator set is not the one the anchor header names")
-        anchor_json = {
-            "height": a_header.height,
-            "hash": a_hash.hex(),
-            "header": encode(a_header).hex(),
-            "history_path": _hexes(inclusion_proof(h, history_leaves, header.height - 1)),
-            "commit": commit_to_json(a_commit),
-        }
-        # The block's own commit is an extra check, possible only under the same validator set.
-        if header.validator_set_hash != vset_hash:
-            commit = None
-    elif commit is None:
-        raise ValueError("a bundle without an anchor needs the block's commit certificate")
-    elif header.validator_set_hash != vset_hash:
-        raise ValueError("the validator set is not the one the block header names")
-    if commit is not None:
-        _require_certifies(commit, header, block_hash, "the commit")
+    anchor_json, commit = certify_block(h, header, block_hash, commit, validator_set, anchor)
 
     return {
         "format": FORMAT,
@@ -122,6 +95,55 @@ def build_bundle(
         "evidence": _evidence_json(tx, header),
         "anchor": anchor_json,
     }
+
+
+def certify_block(
+    h: Hasher,
+    header: Header,
+    block_hash: bytes,
+    commit: CommitCertificate | None,
+    validator_set: ValidatorSet,
+    anchor: Anchor | None,
+) -> tuple[dict[str, Any] | None, CommitCertificate | None]:
+    """What certifies a block in a bundle (both kinds): the anchor's JSON, or None, and the
+    block's own commit to include, or None.
+
+    Without an anchor ``commit`` is required and the block must name ``validator_set``; with
+    one, the anchor must be newer, prove the block through its history root and name the set,
+    and the block's commit is kept only under the same set. Raises ValueError otherwise.
+    """
+    vset_hash = compute_validator_set_hash(h, validator_set)
+    anchor_json: dict[str, Any] | None = None
+    if anchor is not None:
+        a_header, a_commit, hashes = anchor
+        a_hash = compute_block_hash(h, a_header)
+        if a_header.height <= header.height or len(hashes) != a_header.height - 1:
+            raise ValueError("the anchor must be newer than the block and come with its history")
+        if hashes[header.height - 1] != block_hash:
+            raise ValueError("the history's block hash at the block's height is not the block's")
+        history_leaves = [hash_leaf(h, bh) for bh in hashes]
+        if root_from_leaf_hashes(h, history_leaves) != a_header.history_root:
+            raise ValueError("the block hashes do not match the anchor header's history_root")
+        _require_certifies(a_commit, a_header, a_hash, "the anchor commit")
+        if a_header.validator_set_hash != vset_hash:
+            raise ValueError("the validator set is not the one the anchor header names")
+        anchor_json = {
+            "height": a_header.height,
+            "hash": a_hash.hex(),
+            "header": encode(a_header).hex(),
+            "history_path": _hexes(inclusion_proof(h, history_leaves, header.height - 1)),
+            "commit": commit_to_json(a_commit),
+        }
+        # The block's own commit is an extra check, possible only under the same validator set.
+        if header.validator_set_hash != vset_hash:
+            commit = None
+    elif commit is None:
+        raise ValueError("a bundle without an anchor needs the block's commit certificate")
+    elif header.validator_set_hash != vset_hash:
+        raise ValueError("the validator set is not the one the block header names")
+    if commit is not None:
+        _require_certifies(commit, header, block_hash, "the commit")
+    return anchor_json, commit
 
 
 def _require_certifies(commit: CommitCertificate, header: Header, block_hash: bytes, what: str) -> None:

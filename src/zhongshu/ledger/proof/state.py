@@ -24,9 +24,9 @@ from zhongshu.ledger.evidence_args import (
     EvidenceRecord,
     digest_algorithm,
 )
-from zhongshu.ledger.hashing import compute_block_hash, compute_validator_set_hash
-from zhongshu.ledger.merkle import hash_leaf, inclusion_proof, root_from_leaf_hashes
-from zhongshu.ledger.proof.common import ProofInvalid, _hexes, commit_to_json
+from zhongshu.ledger.hashing import compute_block_hash
+from zhongshu.ledger.proof.build import Anchor, certify_block
+from zhongshu.ledger.proof.common import ProofInvalid, commit_to_json
 from zhongshu.ledger.proof.digest import digest_file
 from zhongshu.ledger.proof.reader import (
     _ANCHOR_KEYS,
@@ -118,7 +118,7 @@ def build_state_bundle(
     commit: CommitCertificate | None,
     validator_set: ValidatorSet,
     *,
-    anchor: tuple[Header, CommitCertificate, list[bytes]] | None = None,
+    anchor: Anchor | None = None,
 ) -> dict[str, Any]:
     """The state bundle proving ``key`` held ``value`` (None: was absent) after ``block``.
 
@@ -134,37 +134,7 @@ def build_state_bundle(
         what = "absence" if value is None else "value"
         raise ValueError(f"the proof does not show the key's {what} under the header's state_root")
     block_hash = compute_block_hash(h, header)
-    vset_hash = compute_validator_set_hash(h, validator_set)
-    anchor_json: dict[str, Any] | None = None
-    if anchor is not None:
-        a_header, a_commit, hashes = anchor
-        a_hash = compute_block_hash(h, a_header)
-        if a_header.height <= header.height or len(hashes) != a_header.height - 1:
-            raise ValueError("the anchor must be newer than the block and come with its history")
-        if hashes[header.height - 1] != block_hash:
-            raise ValueError("the history's block hash at the block's height is not the block's")
-        history_leaves = [hash_leaf(h, bh) for bh in hashes]
-        if root_from_leaf_hashes(h, history_leaves) != a_header.history_root:
-            raise ValueError("the block hashes do not match the anchor header's history_root")
-        _require_certifies(a_commit, a_header, a_hash, "the anchor commit")
-        if a_header.validator_set_hash != vset_hash:
-            raise ValueError("the validator set is not the one the anchor header names")
-        anchor_json = {
-            "height": a_header.height,
-            "hash": a_hash.hex(),
-            "header": encode(a_header).hex(),
-            "history_path": _hexes(inclusion_proof(h, history_leaves, header.height - 1)),
-            "commit": commit_to_json(a_commit),
-        }
-        # The block's own commit is an extra check, possible only under the same validator set.
-        if header.validator_set_hash != vset_hash:
-            commit = None
-    elif commit is None:
-        raise ValueError("a bundle without an anchor needs the block's commit certificate")
-    elif header.validator_set_hash != vset_hash:
-        raise ValueError("the validator set is not the one the block header names")
-    if commit is not None:
-        _require_certifies(commit, header, block_hash, "the commit")
+    anchor_json, commit = certify_block(h, header, block_hash, commit, validator_set, anchor)
     return {
         "format": STATE_FORMAT,
         "suite": suite_name,
