@@ -101,9 +101,11 @@ class HostileReplica(Replica):
             print(f"{self.sent} hostile sends", flush=True)
 
     async def _announce_ahead(self) -> None:
+        # Three above its own: an honest peer a block ahead of this busy node must not tie with
+        # it, or a syncing node might ask only honest peers (ties go by key) and never meet the lie.
         while True:
             await asyncio.sleep(0.1)
-            self.transport.broadcast(encode(Status(self.height + 1)))
+            self.transport.broadcast(encode(Status(self.height + 3)))
 
     async def _flood(self) -> None:
         """Bursts every 2 s: paced so the hostile node's own CPU (shared with the honest nodes on

@@ -341,7 +341,7 @@ class Replica(ChainNode):
             elif isinstance(action, SignProposal | SignVote):
                 message = action.proposal if isinstance(action, SignProposal) else action.vote
                 if isinstance(action, SignVote) and not replaying:
-                    await self._keep_body(action.vote)
+                    self._keep_body(action.vote)
                 try:
                     signature = self.csigner.sign(message)
                 except DoubleSignRefused as exc:
@@ -389,7 +389,7 @@ class Replica(ChainNode):
         at = f"height {height} round {round_}"
         log.warning("equivocation: validator %s signed two %s at %s", who.hex()[:16], what, at)
 
-    async def _keep_body(self, vote: Vote) -> None:
+    def _keep_body(self, vote: Vote) -> None:
         """Before precommitting a block, put its body on disk: if 2f+1 precommit it, it is
         decided, and after all of them crash at once only their disks still hold it."""
         if vote.kind != PRECOMMIT or vote.block_hash == NIL:
@@ -398,7 +398,9 @@ class Replica(ChainNode):
         if built is None or any(b is built.block for b in self._kept_bodies):
             return
         self._kept_bodies.append(built.block)
-        await asyncio.to_thread(self.store.save_meta, PRECOMMITTED_KEY, encode(self._kept_bodies))
+        # On the loop, not in a thread: one synced write per height, and no write in flight
+        # when the node stops and closes its store.
+        self.store.save_meta(PRECOMMITTED_KEY, encode(self._kept_bodies))
 
     def _restore_bodies(self) -> None:
         """The blocks precommitted before a restart, re-executed, for the height to finish."""
