@@ -25,6 +25,7 @@ import pytest
 
 from conftest import cli_env, wait_for
 from test_network import Load, Network, _check_agreement, running_network
+from zhongshu.node.replica import SYNC_BATCH
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +196,11 @@ def test_bad_sync_replies_do_not_stop_a_catching_up_node(net: Network, load: lis
         _wait_joined(net)
         assert net.stop(2) == 0
         behind = net.height(0)
-        wait_for(lambda: net.height(0) >= behind + 10, 60, "ten blocks while node 2 is stopped")
+        # More blocks than one sync reply carries: node 2 asks at least twice, so it asks the
+        # peer announcing the highest height (the attacker) even if its first request, sent on
+        # the first Status it hears, went to an honest peer.
+        wanted = behind + SYNC_BATCH + 5
+        wait_for(lambda: net.height(0) >= wanted, 90, "a sync batch and more while node 2 is stopped")
         net.start(2)
         target = net.height(0)
         wait_for(lambda: net.height(2) >= target, 60, "node 2 to catch up past the hostile replies")
