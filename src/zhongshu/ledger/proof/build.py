@@ -78,22 +78,32 @@ def build_bundle(
             "encoded": encode(receipts[tx_index]).hex(),
             "path": _hexes(inclusion_proof(h, receipt_leaves, tx_index)),
         },
-        "block": {
-            "height": header.height,
-            "time": header.time,
-            "hash": block_hash.hex(),
-            "header": encode(header).hex(),
-        },
+        "block": block_to_json(header, block_hash),
         "commit": None if commit is None else commit_to_json(commit),
-        "validator_set": {
-            "encoded": encode(validator_set).hex(),
-            "validators": [
-                {"public_key": v.public_key.hex(), "power": v.power, "name": v.name}
-                for v in validator_set.validators
-            ],
-        },
+        "validator_set": validator_set_to_json(validator_set),
         "evidence": _evidence_json(tx, header),
         "anchor": anchor_json,
+    }
+
+
+def block_to_json(header: Header, block_hash: bytes) -> dict[str, Any]:
+    """A bundle's ``block`` object (both kinds)."""
+    return {
+        "height": header.height,
+        "time": header.time,
+        "hash": block_hash.hex(),
+        "header": encode(header).hex(),
+    }
+
+
+def validator_set_to_json(validator_set: ValidatorSet) -> dict[str, Any]:
+    """A bundle's ``validator_set`` object (both kinds): the encoded set and its readable list."""
+    return {
+        "encoded": encode(validator_set).hex(),
+        "validators": [
+            {"public_key": v.public_key.hex(), "power": v.power, "name": v.name}
+            for v in validator_set.validators
+        ],
     }
 
 

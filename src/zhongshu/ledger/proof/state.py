@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from zhongshu.codec import DecodeError, encode
+from zhongshu.codec import DecodeError
 from zhongshu.crypto import get_suite
 from zhongshu.ledger import smt
 from zhongshu.ledger.evidence_args import (
@@ -25,7 +25,7 @@ from zhongshu.ledger.evidence_args import (
     digest_algorithm,
 )
 from zhongshu.ledger.hashing import compute_block_hash
-from zhongshu.ledger.proof.build import Anchor, certify_block
+from zhongshu.ledger.proof.build import Anchor, block_to_json, certify_block, validator_set_to_json
 from zhongshu.ledger.proof.common import ProofInvalid, commit_to_json
 from zhongshu.ledger.proof.digest import digest_file
 from zhongshu.ledger.proof.reader import (
@@ -145,20 +145,9 @@ def build_state_bundle(
             "value": None if value is None else value.hex(),
             "proof": smt.encode_proof(proof).hex(),
         },
-        "block": {
-            "height": header.height,
-            "time": header.time,
-            "hash": block_hash.hex(),
-            "header": encode(header).hex(),
-        },
+        "block": block_to_json(header, block_hash),
         "commit": None if commit is None else commit_to_json(commit),
-        "validator_set": {
-            "encoded": encode(validator_set).hex(),
-            "validators": [
-                {"public_key": v.public_key.hex(), "power": v.power, "name": v.name}
-                for v in validator_set.validators
-            ],
-        },
+        "validator_set": validator_set_to_json(validator_set),
         "anchor": anchor_json,
     }
 
