@@ -611,7 +611,9 @@ class StateMapCompareResult:
     """Per run, in order: ``state_map``, ``committed``, ``seconds``, ``tps``, ``blocks``, and per
     committed transaction in µs: ``execute_us_per_tx`` (the node's block execution with every
     root, wall time in its thread), ``store_us_per_tx`` (LMDB commits), ``cpu_us_per_tx`` (the
-    node's process and workers, less key and signature checks), ``all_cpu_us_per_tx`` (with them)."""
+    node's process and workers, less key and signature checks), ``all_cpu_us_per_tx`` (with them),
+    ``map_worker_cpu_us_per_tx`` (the state map worker process alone); and ``worker_blocks``, the
+    blocks whose map update ran in that worker."""
     tps_on: float
     """Mean TPS of the runs with the map."""
     tps_off: float
@@ -747,6 +749,8 @@ def _run_figures(
         "store_us_per_tx": round(per_tx("store_seconds"), 1),
         "cpu_us_per_tx": round(per_tx("process_cpu_seconds") - per_tx("verify_cpu_seconds"), 1),
         "all_cpu_us_per_tx": round(per_tx("process_cpu_seconds"), 1),
+        "map_worker_cpu_us_per_tx": round(per_tx("map_worker_cpu_seconds"), 1),
+        "worker_blocks": int(after["map_worker_blocks"]) - int(before["map_worker_blocks"]),
     }
 
 

@@ -102,6 +102,10 @@ def render_state_map_section(result: StateMapCompareResult) -> str:
             f"| **the map's CPU per tx (mean with - without)** | **{result.map_cpu_us_per_tx:.0f} µs** | |",
             f"| … its share of all the node's CPU, signature checks included (runs with the map) "
             f"| {result.map_cpu_share:.1%} | |",
+            "| of it in the map worker process (outside the node's interpreter lock), per tx "
+            f"| {figures(True, 'map_worker_cpu_us_per_tx', '.0f')} µs | |",
+            "| blocks whose map update ran in the worker / all blocks, with the map "
+            f"| {figures(True, 'worker_blocks', 'd')} / {figures(True, 'blocks', 'd')} | |",
         ]
     )
 

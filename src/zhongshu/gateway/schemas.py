@@ -83,13 +83,19 @@ class Metrics(Schema):
     )
     execute_seconds: float
     store_seconds: float
+    map_worker_blocks: int = Field(
+        description="Blocks whose state map update ran in the map worker process (large blocks)"
+    )
+    map_worker_cpu_seconds: float = Field(
+        description="CPU time those updates took in the map worker process"
+    )
     blocks: int
     committed_txs: int
     process_cpu_seconds: float = Field(
-        description="CPU time of the node: its process (every thread) and its verify worker processes"
+        description="CPU time of the node: its process (every thread) and its worker processes"
     )
     workers_cpu_seconds: float = Field(
-        description="CPU time of the worker processes alone (admission and signature checks)"
+        description="CPU time of the worker processes alone (admission, signature checks, state map)"
     )
 
 

@@ -30,7 +30,7 @@ from zhongshu.ledger.proof import build_bundle
 from zhongshu.ledger.proof.state import build_state_bundle
 from zhongshu.ledger.smt import PLACEHOLDER, SparseMerkleProof, SparseMerkleTree
 from zhongshu.ledger.types import Block, CommitCertificate, Genesis, Header, Receipt, Transaction
-from zhongshu.node import errors
+from zhongshu.node import errors, statemap_worker
 from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.errors import refusal
 from zhongshu.node.mempool import Mempool, PendingTx
@@ -82,6 +82,10 @@ class NodeMetrics:
     """Executing blocks and computing their roots."""
     store_seconds: float = 0.0
     """Committing blocks to LMDB, fsync included."""
+    map_worker_blocks: int = 0
+    """Blocks whose state map update ran in the map worker process (node.statemap_worker)."""
+    map_worker_cpu_seconds: float = 0.0
+    """... and the CPU seconds those updates took in the worker."""
     blocks: int = 0
     committed_txs: int = 0
     access_checks: int = 0
@@ -192,6 +196,8 @@ class ChainNode:
         self._stopping = False
         self.metrics = NodeMetrics()
         self.state_map = state_map
+        self.map_worker = statemap_worker.StateMapWorker(data_dir, genesis.suite)
+        """The state map's updates of large blocks, in a process of their own (started on first use)."""
         self.crash_point = crash_point
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
         self._open_store()
@@ -248,6 +254,7 @@ class ChainNode:
         self._stopping = True
         self._wake.set()
         self._pool.shutdown(wait=True)
+        self.map_worker.close()
         if self._owns_verifier:
             self.verifier.close()
         for q in list(self._subscribers):
@@ -381,12 +388,7 @@ class ChainNode:
             )
         state_nodes: dict[bytes, bytes] = {}
         if self.state_map:
-            with self.store.state_map_reader() as nodes:
-                # The previous root is stored under the previous height; this block's nodes,
-                # its root included, under this height.
-                state_root, state_nodes = SparseMerkleTree(self.hash, nodes).apply(
-                    self.state_root, self.height, outcome.writes, height
-                )
+            state_root, state_nodes = self._update_state_map(outcome.writes, height)
         else:
             state_root = compute_state_root(
                 self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
@@ -415,6 +417,24 @@ class ChainNode:
             state_nodes,
             evidence.owner_entries(height, txs, outcome.receipts),
         )
+
+    def _update_state_map(
+        self, writes: dict[bytes, bytes | None], height: int
+    ) -> tuple[bytes, dict[bytes, bytes]]:
+        """The state map's root after a block's writes, and the nodes to store with the block.
+
+        The previous root is stored under the previous height; this block's nodes, its root
+        included, under this height. A large block's are computed in the map worker process.
+        """
+        if len(writes) >= statemap_worker.MIN_WRITES:
+            mapped = self.map_worker.apply(self.state_root, self.height, writes, height)
+            if mapped is not None:
+                state_root, state_nodes, cpu = mapped
+                self.metrics.map_worker_blocks += 1
+                self.metrics.map_worker_cpu_seconds += cpu
+                return state_root, state_nodes
+        with self.store.state_map_reader() as nodes:
+            return SparseMerkleTree(self.hash, nodes).apply(self.state_root, self.height, writes, height)
 
     def validate_block(self, block: Block) -> BuiltBlock:
         """Re-execute a block proposed by another node; raise InvalidBlock unless it rebuilds exactly.
@@ -650,7 +670,7 @@ class ChainNode:
         return out
 
     def _cpu(self) -> dict[str, float]:
-        workers = self.verifier.workers_cpu_seconds()
+        workers = self.verifier.workers_cpu_seconds() + self.map_worker.cpu_seconds()
         return {"process_cpu_seconds": time.process_time() + workers, "workers_cpu_seconds": workers}
 
     def status(self) -> dict[str, Any]:

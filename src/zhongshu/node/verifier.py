@@ -157,7 +157,7 @@ WORKER_NICE = 5
 gateway, block commits) gets a core first, batch checks take what is left."""
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """End this worker once its node is gone (a node killed with SIGKILL cannot shut it down)."""
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_SECONDS)
@@ -170,7 +170,7 @@ def _start_worker(suite_name: str, parent: int) -> None:
     does; then it loads the crypto."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICE)
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
     get_suite(suite_name)
 
 
@@ -257,21 +257,26 @@ class SenderVerifier:
 
     def workers_cpu_seconds(self) -> float:
         """CPU seconds the live workers have used in all (from /proc; 0 where there is none)."""
-        if self._pool is None:
-            return 0.0
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        for pid in list(self._pool._processes or {}):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    # After the command name (it may hold spaces): utime is the 12th field, stime the 13th.
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick
-            except (OSError, IndexError, ValueError):
-                continue
-        return total
+        return pool_cpu_seconds(self._pool)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def pool_cpu_seconds(pool: ProcessPoolExecutor | None) -> float:
+    """CPU seconds the live processes of ``pool`` have used in all (from /proc; 0 where there is none)."""
+    if pool is None:
+        return 0.0
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in list(pool._processes or {}):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # After the command name (it may hold spaces): utime is the 12th field, stime the 13th.
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total

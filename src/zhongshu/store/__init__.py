@@ -1,6 +1,6 @@
 """Embedded, crash-safe storage of blocks, state and indexes."""
 
 from zhongshu.store.errors import StoreDamaged, StoreError
-from zhongshu.store.lmdb_store import BlockRecord, ChainStore
+from zhongshu.store.lmdb_store import BlockRecord, ChainStore, StateMapFile
 
-__all__ = ["BlockRecord", "ChainStore", "StoreDamaged", "StoreError"]
+__all__ = ["BlockRecord", "ChainStore", "StoreDamaged", "StoreError", "StateMapFile"]

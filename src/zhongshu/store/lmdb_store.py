@@ -88,6 +88,36 @@ class StateMapNodes:
         raise StoreError("state map nodes are written with their block (ChainStore.save_block)")
 
 
+class StateMapFile:
+    """The state map's nodes of a chain store opened read-only, by another process than the
+    node's (``node.statemap_worker``): LMDB lets processes read one file while one writes it,
+    and a read transaction begun after a commit sees it."""
+
+    def __init__(self, path: Path) -> None:
+        self.env = lmdb.open(
+            str(path),
+            map_size=_MAP_SIZE,
+            max_dbs=16,
+            readonly=True,
+            readahead=False,
+            max_readers=256,
+        )
+        try:
+            self._smt = self.env.open_db(b"state_map", create=False)
+        except _DAMAGE as exc:
+            self.env.close()
+            raise StoreDamaged(path, _one_line(exc)) from None
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[StateMapNodes]:
+        """The nodes over one read transaction (a ledger.smt NodeStore)."""
+        with self.env.begin(db=self._smt) as txn:
+            yield StateMapNodes(txn)
+
+    def close(self) -> None:
+        self.env.close()
+
+
 class ChainStore:
     """Blocks, receipts, commits, the tx index, block hashes and the current state of one chain."""
 
