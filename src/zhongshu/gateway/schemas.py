@@ -86,9 +86,7 @@ class Metrics(Schema):
     map_worker_blocks: int = Field(
         description="Blocks whose state map update ran in the map worker process (large blocks)"
     )
-    map_worker_cpu_seconds: float = Field(
-        description="CPU time those updates took in the map worker process"
-    )
+    map_worker_cpu_seconds: float = Field(description="CPU time those updates took in the map worker process")
     blocks: int
     committed_txs: int
     process_cpu_seconds: float = Field(

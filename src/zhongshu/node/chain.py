@@ -104,7 +104,8 @@ class BuiltBlock:
     writes: dict[bytes, bytes | None]
     tx_hashes: list[bytes]
     state_root: bytes
-    state_nodes: dict[bytes, bytes]
+    state_nodes: list[tuple[bytes, bytes]]
+    """The state map's new nodes, (node key, stored bytes) in key order (ChainStore.save_block)."""
     """The state map's nodes this block adds (node key -> bytes), stored with the block."""
     index_entries: dict[bytes, bytes]
     """The query index entries of this block's deposits (owner listings), stored with it."""
@@ -386,7 +387,7 @@ class ChainNode:
             outcome = apply_transactions(
                 self.registry, read_state, self.chain_id, height, time_ms, txs, hashes
             )
-        state_nodes: dict[bytes, bytes] = {}
+        state_nodes: list[tuple[bytes, bytes]] = []
         if self.state_map:
             state_root, state_nodes = self._update_state_map(outcome.writes, height)
         else:
@@ -420,8 +421,9 @@ class ChainNode:
 
     def _update_state_map(
         self, writes: dict[bytes, bytes | None], height: int
-    ) -> tuple[bytes, dict[bytes, bytes]]:
-        """The state map's root after a block's writes, and the nodes to store with the block.
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The state map's root after a block's writes, and the nodes to store with the block
+        ((node key, bytes) in key order, as the store appends them).
 
         The previous root is stored under the previous height; this block's nodes, its root
         included, under this height. A large block's are computed in the map worker process.
@@ -434,7 +436,10 @@ class ChainNode:
                 self.metrics.map_worker_cpu_seconds += cpu
                 return state_root, state_nodes
         with self.store.state_map_reader() as nodes:
-            return SparseMerkleTree(self.hash, nodes).apply(self.state_root, self.height, writes, height)
+            state_root, new_nodes = SparseMerkleTree(self.hash, nodes).apply(
+                self.state_root, self.height, writes, height
+            )
+        return state_root, sorted(new_nodes.items())
 
     def validate_block(self, block: Block) -> BuiltBlock:
         """Re-execute a block proposed by another node; raise InvalidBlock unless it rebuilds exactly.

@@ -49,9 +49,10 @@ def _start_worker(parent: int) -> None:
 
 def apply_updates(
     path: str, suite: str, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
-) -> tuple[bytes, dict[bytes, bytes], float]:
-    """``SparseMerkleTree.apply`` over the state map of the store at ``path`` (in the worker),
-    and the CPU seconds it took."""
+) -> tuple[bytes, list[tuple[bytes, bytes]], float]:
+    """``SparseMerkleTree.apply`` over the state map of the store at ``path`` (in the worker):
+    the new root, the new nodes in key order (sorted here, not in the node), and the CPU seconds
+    it took."""
     started = time.process_time()
     opened = _files.get(path)
     if opened is None:
@@ -59,7 +60,7 @@ def apply_updates(
     with opened.reader() as nodes:
         tree = SparseMerkleTree(get_suite(suite).hasher(), nodes)
         new_root, new_nodes = tree.apply(root, root_version, updates, version)
-    return new_root, new_nodes, time.process_time() - started
+    return new_root, sorted(new_nodes.items()), time.process_time() - started
 
 
 class StateMapWorker:
@@ -73,7 +74,7 @@ class StateMapWorker:
 
     def apply(
         self, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
-    ) -> tuple[bytes, dict[bytes, bytes], float] | None:
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], float] | None:
         """The new root and nodes, and the worker's CPU seconds for them; None when no worker
         can be had (the caller then computes them itself). Blocks the calling thread: call it
         from a worker thread, never from the event loop."""

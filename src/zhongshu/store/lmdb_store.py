@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,11 +266,11 @@ class ChainStore:
         tx_hashes: list[bytes],
         writes: Mapping[bytes, bytes | None],
         meta: Mapping[str, bytes],
-        state_nodes: Mapping[bytes, bytes] | None = None,
+        state_nodes: Sequence[tuple[bytes, bytes]] = (),
         index_entries: Mapping[bytes, bytes] | None = None,
     ) -> None:
         """Commit a block, its receipts, commit, tx index, state writes, the state map's new
-        nodes (``state_nodes``: node key -> node bytes, ledger.smt), the query index entries
+        nodes (``state_nodes``: (node key, node bytes) in key order, ledger.smt), the query index entries
         (``index_entries``: derived from the block for listings, not state) and chain meta at once.
 
         The block must be the next height; anything else is a broken invariant.
@@ -303,7 +303,12 @@ class ChainStore:
             if state_nodes:
                 # Keys start with the block's height, above every stored one: appended in order,
                 # the new nodes fill the table's last pages instead of rewriting pages all over it.
-                txn.cursor(db=self._smt).putmulti(sorted(state_nodes.items()), append=True)
+                # LMDB skips, without an error, a key appended out of order: count them in.
+                _, added = txn.cursor(db=self._smt).putmulti(state_nodes, append=True)
+                if added != len(state_nodes):
+                    raise StoreError(
+                        f"block {height}'s state map nodes are not in key order above the stored ones"
+                    )
             if index_entries:
                 txn.cursor(db=self._index).putmulti(index_entries.items())
             for mkey, mvalue in meta.items():
