@@ -327,16 +327,16 @@ def _bench_state_map(
 ) -> None:
     from dataclasses import asdict
 
-    from zhongshu.cli import bench as benchmod
+    from zhongshu.cli import mapbench
     from zhongshu.cli.perfdoc import update_state_map_doc
 
     console = err if as_json else out
-    result = benchmod.run_state_map_compare(
+    result = mapbench.run_state_map_compare(
         suite=suite, txs=txs, batch=batch, concurrency=concurrency, console=console
     )
     root = Path.cwd()
-    saved = benchmod.save_state_map_compare(result, root)
-    benchmod.render_state_map_compare(result, console)
+    saved = mapbench.save_state_map_compare(result, root)
+    mapbench.render_state_map_compare(result, console)
     console.print(f"saved {saved}", highlight=False)
     if write_docs is None:
         write_docs = (root / "docs" / "performance.md").exists()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from zhongshu.cli.bench import BenchResult, StateMapCompareResult
+from zhongshu.cli.bench import BenchResult
+from zhongshu.cli.mapbench import StateMapCompareResult
 
 BEGIN = "<!-- bench:latest:{key} -->"
 END = "<!-- /bench:latest:{key} -->"
@@ -89,6 +90,8 @@ def render_state_map_section(result: StateMapCompareResult) -> str:
             f"| with the state map, runs {on_runs} | {figures(True, 'tps', ',.0f')} TPS | |",
             f"| without it (`state_map` false), runs {off_runs} | {figures(False, 'tps', ',.0f')} TPS | |",
             f"| **mean TPS with / without** | **{result.ratio:.2f}** | ≥ 0.9 |",
+            "| … the same for each two neighbouring runs (1 and 2, 3 and 4, …) "
+            f"| {' / '.join(f'{r:.2f}' for r in result.pair_ratios)} | |",
             f"| node: execute + roots per tx, with the map | {figures(True, 'execute_us_per_tx', '.1f')} µs "
             "| |",
             f"| … without it | {figures(False, 'execute_us_per_tx', '.1f')} µs | |",
