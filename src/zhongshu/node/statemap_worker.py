@@ -2,9 +2,9 @@
 
 A node under load is bound by its one interpreter lock: the event loop (the gateway, admission,
 consensus), block execution and the store's Python all take turns on it. Updating the state map
-(ledger.smt) costs about 45 µs of Python per written key, most of it hashing and walking nodes;
-in the node's own process that was 9 % more time under the lock per transaction, and TPS fell
-by about as much (docs/performance.md). A worker process has a lock of its own: it opens the
+(ledger.smt) costs 45-60 µs of Python per written key, most of it hashing and walking nodes; in
+the node's own process that added as much to the 260-285 µs each transaction held the lock, and
+TPS fell by 14-17 % (docs/performance.md). A worker process has a lock of its own: it opens the
 chain's store read-only (``store.StateMapFile``), computes the new root and nodes, and sends them
 back; the node writes them with the block, in the same LMDB transaction as before, so nothing of
 the store's atomicity changes. The result is the same function of the same inputs, only computed
