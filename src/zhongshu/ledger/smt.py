@@ -36,6 +36,25 @@ provable for as long as the nodes reachable from it are kept. Every version stor
 the root of version v is at node key (v, root), or is the placeholder. Values are not in the
 tree (only their hashes).
 
+Pruning (Jellyfish's stale node index). ``apply_tracked`` also returns the batch's stale nodes:
+the node keys reachable from the old root and not from the new one. Those are the internal
+nodes on each changed path, the leaves deleted, rewritten or built again (a leaf that several
+changes meet is rebuilt under the new version), and the old key of the root when the new root
+is an older node stored again under the new version (the old root itself when nothing
+changed); a subtree left as it is, a leaf taken up as it is below the root, and a leaf that a
+new key's leaf joins under a new parent keep their keys and are not stale. A node stale since
+version v (returned by the batch that made v) is reachable from the version that batch was
+applied to, and from no version >= v: a version reaches only nodes of the version it was
+applied to and its own new nodes. With each version applied to the one before, keeping
+versions >= P and dropping those < P is therefore: delete every node whose stale-since
+version is <= P, and no other. The store then holds exactly the nodes reachable from the
+roots of versions >= P. The root of each version < P is gone (``prove`` raises MissingNode),
+unless it is the placeholder or a leaf root that a new key's leaf joined under a new parent
+and that a kept version still holds (that version then stays provable). The stale index key
+orders the nodes by that version, so the nodes to delete are one key range:
+
+    stale key = stale-since version (u64, big-endian) || node key                48 bytes
+
 A proof (``SparseMerkleProof``, canonical MessagePack, array-like, tag "smtproof") names the
 leaf found on the key's path, if any, and the siblings of the path from that depth up:
 
@@ -73,6 +92,7 @@ NODE_SIZE = 1 + 2 * HASH_SIZE
 VERSION_SIZE = 8
 MAX_VERSION = 2 ** (8 * VERSION_SIZE) - 1
 NODE_KEY_SIZE = VERSION_SIZE + HASH_SIZE
+STALE_KEY_SIZE = VERSION_SIZE + NODE_KEY_SIZE
 LEAF_SIZE = NODE_SIZE
 INTERNAL_SIZE = NODE_SIZE + 2 * VERSION_SIZE
 # The stored size of a node by its tag byte.
@@ -143,6 +163,23 @@ class MemoryNodeStore:
 def node_key(version: int, node_hash: bytes) -> bytes:
     """The store key of the node ``node_hash`` written at ``version``: u64 BE version || hash."""
     return version.to_bytes(VERSION_SIZE, "big") + node_hash
+
+
+def stale_key(since: int, node_key: bytes) -> bytes:
+    """The stale index key of node ``node_key``, reachable from no version >= ``since``:
+    u64 BE since || node key."""
+    # The version is a u64 and the node key is one.
+    if not 0 <= since <= MAX_VERSION or len(node_key) != NODE_KEY_SIZE:
+        raise ValueError(f"no stale key for version {since} and a {len(node_key)}-byte node key")
+    return since.to_bytes(VERSION_SIZE, "big") + node_key
+
+
+def parse_stale_key(b: bytes) -> tuple[int, bytes]:
+    """The (stale-since version, node key) of a stale index key; ValueError on another length."""
+    # A stale key is a version and a node key.
+    if len(b) != STALE_KEY_SIZE:
+        raise ValueError(f"a stale key is {STALE_KEY_SIZE} bytes, not {len(b)}")
+    return int.from_bytes(b[:VERSION_SIZE], "big"), b[VERSION_SIZE:]
 
 
 def get_child_keys(node: bytes) -> list[bytes]:
@@ -226,6 +263,22 @@ class SparseMerkleTree:
         is the placeholder. Stored nodes are never changed, so ``root`` stays provable.
         Deleting an absent key or writing a key's present value changes nothing.
         """
+        new_root, new_nodes, _ = self.apply_tracked(root, root_version, updates, version)
+        return new_root, new_nodes
+
+    def apply_tracked(
+        self, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
+    ) -> tuple[bytes, dict[bytes, bytes], list[bytes]]:
+        """``apply``, and the node keys that become stale at ``version``: every node reachable
+        from ``root`` at ``root_version`` and not from the new root at ``version``, once each.
+
+        Stale are the internal nodes on the path of each change that changes something, the
+        leaves it deletes, rewrites or builds again, and the old key of a new root that is an older node (the
+        old root when nothing changed, or a leaf taken up to the root): its copy under
+        ``version`` replaces it. Subtrees left as they are, a leaf taken up as it is below the
+        root, and a leaf that a new key's leaf joins under a new parent keep their keys (even
+        the old root, when it is that leaf). From the empty tree nothing is stale.
+        """
         # A version is a u64 after the one it builds on: one batch's nodes per version.
         if not root_version < version <= MAX_VERSION or root_version < 0:
             raise ValueError(f"version {version} does not follow root version {root_version}")
@@ -239,10 +292,13 @@ class SparseMerkleTree:
         batch = _Batch(self, changes, at)
         old: _Ref = (root, root_version.to_bytes(VERSION_SIZE, "big"))
         new_root, new_root_version = batch.apply_range(*old, 0, 0, len(changes)) if changes else old
-        # Every version stores its root: an older node taken as the root is written again.
+        # Every version stores its root: an older node taken as the root is written again, and
+        # the copy, naming the same children, replaces it.
         if new_root != PLACEHOLDER and new_root_version != at:
-            batch.new_nodes[at + new_root] = self.get_node(new_root_version + new_root)
-        return new_root, batch.new_nodes
+            taken = new_root_version + new_root
+            batch.new_nodes[at + new_root] = self.get_node(taken)
+            batch.stale.append(taken)
+        return new_root, batch.new_nodes, batch.stale
 
     def get_value_hash(self, root: bytes, version: int, key: bytes) -> bytes | None:
         """H(value) of ``key`` in the tree ``root`` of ``version``, or None when the key is absent."""
@@ -287,7 +343,7 @@ def _describe(key: bytes) -> str:
 
 
 class _Batch:
-    """One call of ``apply``: the sorted changes, and the new nodes made so far.
+    """One call of ``apply``: the sorted changes, the new nodes and the stale nodes so far.
 
     Changes are walked by index ranges into one sorted list: the changes under a subtree at
     depth d share their first d path bits, so the split between its two sides is a bisection.
@@ -298,7 +354,9 @@ class _Batch:
     A subtree is passed as a ``_Ref``, (hash, version as 8 bytes): walking down, a child's
     version is read from its parent's stored bytes; a subtree the batch leaves as it is keeps
     its version, and every node the batch makes is new, at ``version``, in ``new_nodes``
-    (node key -> stored bytes). The store is only read, never asked whether it holds a node.
+    (node key -> stored bytes). An old node the batch rebuilds, collapses away or deletes is
+    stale, its key in ``stale``; one the batch leaves or takes up as it is is not. The store is
+    only read, never asked whether it holds a node.
     """
 
     def __init__(self, tree: SparseMerkleTree, changes: list[_Change], version: bytes) -> None:
@@ -308,6 +366,7 @@ class _Batch:
         self.changes = changes
         self.version = version
         self.new_nodes: dict[bytes, bytes] = {}
+        self.stale: list[bytes] = []
 
     def apply_range(self, node_hash: bytes, node_version: bytes, depth: int, lo: int, hi: int) -> _Ref:
         """The subtree at ``depth`` after ``changes[lo:hi]`` (all under it, at least one)."""
@@ -326,6 +385,8 @@ class _Batch:
         new_right = self.apply_range(*right, depth + 1, split, hi) if split < hi else right
         if new_left[0] == left[0] and new_right[0] == right[0]:
             return node_hash, node_version
+        # The node is rebuilt, or collapsed away into one of its sides.
+        self.stale.append(node_version + node_hash)
         # Beside an empty side, an empty subtree or a single leaf is taken up as it is.
         if new_right[0] == PLACEHOLDER and self.is_leaf_or_empty(new_left):
             return new_left
@@ -339,15 +400,19 @@ class _Batch:
         top = node_hash, node_version
         get_stored = self.get_stored
         siblings: list[_Ref] = []
+        # The keys of the internal nodes on the way down: stale if the change changes something.
+        passed: list[bytes] = []
         node = b""
         # Down: through internal nodes to the leaf or empty slot on the path.
         while node_hash != PLACEHOLDER:
-            node = get_stored(node_version + node_hash) or b""
+            key = node_version + node_hash
+            node = get_stored(key) or b""
             # A stored leaf or internal node of its size; else read_stored raises the typed error.
             if len(node) != _STORED_SIZE.get(node[:1]):
-                node = self.read_stored(node_version + node_hash)
+                node = self.read_stored(key)
             if node[0] == 0:
                 break
+            passed.append(key)
             if (path >> (KEY_BITS - 1 - depth)) & 1:
                 siblings.append((node[_LEFT:_RIGHT], node[_LEFT_VERSION:_RIGHT_VERSION]))
                 node_hash, node_version = node[_RIGHT:NODE_SIZE], node[_RIGHT_VERSION:]
@@ -367,10 +432,17 @@ class _Batch:
             if node_hash == PLACEHOLDER:
                 return top
             new, single = _EMPTY, True
+            # The key's leaf is deleted.
+            self.stale.append(node_version + node_hash)
         elif node_hash != PLACEHOLDER and node[_RIGHT:NODE_SIZE] == value_hash:
             return top
         else:
             new, single = self.add_leaf(key_hash, value_hash), True
+            # The key's leaf, if any, is replaced by the leaf of its new value.
+            if node_hash != PLACEHOLDER:
+                self.stale.append(node_version + node_hash)
+        # Each internal node passed is rebuilt or collapsed away; the siblings stay as they are.
+        self.stale += passed
         # Up: each parent over the new child and the old sibling, collapsed as in apply_range.
         h, new_nodes, version = self.h, self.new_nodes, self.version
         new_hash, new_version = new
@@ -416,6 +488,8 @@ class _Batch:
         # Changes that change nothing keep the stored leaf (and make no node).
         if len(leaves) == 1 and leaves[0][1:] == (old_key_hash, old_value_hash):
             return old
+        # The stored leaf is deleted, or built again under the new version.
+        self.stale.append(old[1] + old[0])
         return self.build(leaves, 0, len(leaves), depth) if leaves else _EMPTY
 
     def build(self, leaves: list[_Leaf], lo: int, hi: int, depth: int) -> _Ref:
