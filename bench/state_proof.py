@@ -67,7 +67,7 @@ from zhongshu.ledger.types import (
     ValidatorSet,
     Vote,
 )
-from zhongshu.store.lmdb_store import BlockRecord, ChainStore
+from zhongshu.store.lmdb_store import BlockRecord, ChainStore, StateMapUpdate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN_ID = "bench"
@@ -234,7 +234,7 @@ def build_map(
             root, new_nodes = smt.SparseMerkleTree(chain.h, nodes).apply(root, height - 1, writes, height)
         apply_seconds += time.perf_counter() - applied
         last = chain.make_block(height, root)
-        store.save_block(last, [], writes, {"state_root": root}, new_nodes)
+        store.save_block(last, [], writes, {"state_root": root}, StateMapUpdate(sorted(new_nodes.items())))
         written.extend(writes)
         progress.advance(task, len(writes))
     assert last is not None

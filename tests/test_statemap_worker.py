@@ -117,10 +117,14 @@ def test_the_worker_and_the_nodes_process_agree_with_deletes(tmp_path: Path) -> 
             updates: dict[bytes, bytes | None] = {k: os.urandom(40) for k in keys[version * 100 :][:300]}
             updates.update({k: None for k in list(state)[:: 3 + version]})
             with store.state_map_reader() as nodes:
-                here = SparseMerkleTree(h, nodes).apply(root, version - 1, updates, version)
-            there_root, there_nodes, cpu = worker.apply(root, version - 1, updates, version)
+                here = SparseMerkleTree(h, nodes).apply_tracked(root, version - 1, updates, version)
+            mapped = worker.apply(root, version - 1, updates, version)
+            assert mapped is not None
+            there_root, there_nodes, there_stale, cpu = mapped
             assert there_root == here[0]
             assert there_nodes == sorted(here[1].items())
+            assert there_stale == sorted(here[2])
+            assert there_stale or version == 1
             assert cpu > 0
             _put_nodes(store, there_nodes)
             for k, v in updates.items():

@@ -10,7 +10,7 @@ import pytest
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.hashing import compute_block_hash
 from zhongshu.ledger.types import STATUS_OK, Block, CommitCertificate, CommitSig, Header, Receipt
-from zhongshu.store import BlockRecord, ChainStore, StoreError
+from zhongshu.store import BlockRecord, ChainStore, StateMapUpdate, StoreError
 
 
 def _record(height: int) -> BlockRecord:
@@ -45,19 +45,19 @@ def test_state_map_nodes_out_of_key_order_fail_the_whole_commit(tmp_path: Path) 
     store = ChainStore(tmp_path)
     at = (1).to_bytes(8, "big")
     nodes = [(at + bytes([i]) * 32, bytes([i]) * 65) for i in (1, 2, 3)]
-    store.save_block(_record(1), [], {b"k": b"v1"}, {}, nodes)
+    store.save_block(_record(1), [], {b"k": b"v1"}, {}, StateMapUpdate(nodes))
     later = (2).to_bytes(8, "big")
     for shuffled in (
         [(later + b"\x05" * 32, b"a" * 65), (later + b"\x04" * 32, b"b" * 65)],  # descending
         [(at + b"\x00" * 32, b"c" * 65)],  # below the stored ones
     ):
         with pytest.raises(StoreError, match="not in key order"):
-            store.save_block(_record(2), [b"y" * 32], {b"k": b"v2"}, {}, shuffled)
+            store.save_block(_record(2), [b"y" * 32], {b"k": b"v2"}, {}, StateMapUpdate(shuffled))
         assert store.height() == 1
         assert store.get_state(b"k") == b"v1"
         assert store.load_tx_location(b"y" * 32) is None
     assert store.state_map_nodes() == 3
-    store.save_block(_record(2), [], {b"k": b"v2"}, {}, [(later + b"\x04" * 32, b"b" * 65)])
+    store.save_block(_record(2), [], {b"k": b"v2"}, {}, StateMapUpdate([(later + b"\x04" * 32, b"b" * 65)]))
     assert store.state_map_nodes() == 4
 
 

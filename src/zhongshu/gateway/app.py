@@ -500,6 +500,7 @@ def create_app(
             "malformed-transaction",
             "not-found",
             "no-state-map",
+            "state-pruned",
         )
         | {200: {"model": schemas.EvidenceRecord | state_routes.EvidenceAt, "description": EVIDENCE_ANSWER}},
     )

@@ -229,6 +229,13 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
                 "for measuring only): it answers no state reads or proofs. Ask another node.",
             ),
             _refusal(
+                errors.StatePruned,
+                410,
+                "This node keeps only its latest heights' state provable (`state_heights_kept` in its "
+                "config) and the height asked for is older: no state read or proof there. A node "
+                "that keeps every height (the default) can answer.",
+            ),
+            _refusal(
                 errors.ChainStopped,
                 409,
                 "The hub stopped the chain: its blocks, transactions and proofs stay readable, "

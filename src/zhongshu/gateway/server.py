@@ -175,6 +175,7 @@ async def _serve_locked(
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
             state_map=config.state_map,
+            state_heights_kept=config.state_heights_kept,
         )
     else:
         node = SoloNode(
@@ -185,6 +186,7 @@ async def _serve_locked(
             verify_workers=config.verify_workers or None,
             registry=registry_for(genesis.chain_id),
             state_map=config.state_map,
+            state_heights_kept=config.state_heights_kept,
         )
     if not config.state_map and host is None:
         log.warning("state_map is false: no state map and no state proofs (for measuring only)")

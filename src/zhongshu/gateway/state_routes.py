@@ -116,7 +116,13 @@ def state_router(chain_of: Callable[[str], ChainNode]) -> APIRouter:
     @router.get(
         "/v1/chains/{chain}/state/{key}",
         responses=answers(
-            StateValue, "unknown-chain", "bad-request", "not-found", "invalid-request", "no-state-map"
+            StateValue,
+            "unknown-chain",
+            "bad-request",
+            "not-found",
+            "invalid-request",
+            "no-state-map",
+            "state-pruned",
         ),
     )
     async def get_state(

@@ -92,6 +92,7 @@ class HubHost:
             crash_point=crash_point,
             registry=HUB_REGISTRY,
             verifier=self.verifier,
+            state_heights_kept=config.state_heights_kept,
         )
         self.chains: dict[str, ChainNode] = {HUB_CHAIN: self.hub}
         """Every chain this node serves, by chain id (the gateway serves this very dict)."""
@@ -200,6 +201,7 @@ class HubHost:
             crash_point=self.crash_point,
             registry=registry_for(record.name),
             verifier=self.verifier,
+            state_heights_kept=self.config.state_heights_kept,
         )
         node.stopped = record.status == STATUS_STOPPED
         return node

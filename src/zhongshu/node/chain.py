@@ -41,7 +41,7 @@ from zhongshu.node.verifier import (
     SenderVerifier,
     registry_factory,
 )
-from zhongshu.store import BlockRecord, ChainStore
+from zhongshu.store import BlockRecord, ChainStore, StateMapUpdate
 
 log = logging.getLogger("zhongshu.node")
 
@@ -104,8 +104,9 @@ class BuiltBlock:
     writes: dict[bytes, bytes | None]
     tx_hashes: list[bytes]
     state_root: bytes
-    state_nodes: list[tuple[bytes, bytes]]
-    """The state map's new nodes, (node key, stored bytes) in key order (ChainStore.save_block)."""
+    state_map: StateMapUpdate | None
+    """The state map's new and stale nodes, in key order (ChainStore.save_block); None without
+    the map."""
     """The state map's nodes this block adds (node key -> bytes), stored with the block."""
     index_entries: dict[bytes, bytes]
     """The query index entries of this block's deposits (owner listings), stored with it."""
@@ -165,11 +166,13 @@ class ChainNode:
         registry: str = DEFAULT_REGISTRY,
         verifier: SenderVerifier | None = None,
         state_map: bool = True,
+        state_heights_kept: int = 0,
     ) -> None:
         """``verifier``: a worker pool shared with other chains of this node (this chain then
         does not close it); without it the chain starts a pool of its own. ``state_map`` False
         puts a hash chain over each block's writes in ``state_root`` instead of the state map's
-        root (no state proofs): only for measuring what the map costs (``zhongshu bench``)."""
+        root (no state proofs): only for measuring what the map costs (``zhongshu bench``).
+        ``state_heights_kept``: how many of the latest heights stay provable (0: every one)."""
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.suite = get_suite(genesis.suite)
@@ -197,6 +200,7 @@ class ChainNode:
         self._stopping = False
         self.metrics = NodeMetrics()
         self.state_map = state_map
+        self.state_heights_kept = state_heights_kept
         self.map_worker = statemap_worker.StateMapWorker(data_dir, genesis.suite)
         """The state map's updates of large blocks, in a process of their own (started on first use)."""
         self.crash_point = crash_point
@@ -387,9 +391,9 @@ class ChainNode:
             outcome = apply_transactions(
                 self.registry, read_state, self.chain_id, height, time_ms, txs, hashes
             )
-        state_nodes: list[tuple[bytes, bytes]] = []
+        update = None
         if self.state_map:
-            state_root, state_nodes = self._update_state_map(outcome.writes, height)
+            state_root, update = self._update_state_map(outcome.writes, height)
         else:
             state_root = compute_state_root(
                 self.hash, self.state_root, [(k, v or b"") for k, v in outcome.writes.items()]
@@ -415,15 +419,15 @@ class ChainNode:
             outcome.writes,
             hashes,
             state_root,
-            state_nodes,
+            update,
             evidence.owner_entries(height, txs, outcome.receipts),
         )
 
     def _update_state_map(
         self, writes: dict[bytes, bytes | None], height: int
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        """The state map's root after a block's writes, and the nodes to store with the block
-        ((node key, bytes) in key order, as the store appends them).
+    ) -> tuple[bytes, StateMapUpdate]:
+        """The state map's root after a block's writes, and its new and stale nodes (in key
+        order, as the store appends them).
 
         The previous root is stored under the previous height; this block's nodes, its root
         included, under this height. A large block's are computed in the map worker process.
@@ -431,15 +435,15 @@ class ChainNode:
         if len(writes) >= statemap_worker.MIN_WRITES:
             mapped = self.map_worker.apply(self.state_root, self.height, writes, height)
             if mapped is not None:
-                state_root, state_nodes, cpu = mapped
+                state_root, nodes, stale, cpu = mapped
                 self.metrics.map_worker_blocks += 1
                 self.metrics.map_worker_cpu_seconds += cpu
-                return state_root, state_nodes
-        with self.store.state_map_reader() as nodes:
-            state_root, new_nodes = SparseMerkleTree(self.hash, nodes).apply(
+                return state_root, StateMapUpdate(nodes, stale)
+        with self.store.state_map_reader() as reader:
+            state_root, new_nodes, stale_keys = SparseMerkleTree(self.hash, reader).apply_tracked(
                 self.state_root, self.height, writes, height
             )
-        return state_root, sorted(new_nodes.items())
+        return state_root, StateMapUpdate(sorted(new_nodes.items()), sorted(stale_keys))
 
     def validate_block(self, block: Block) -> BuiltBlock:
         """Re-execute a block proposed by another node; raise InvalidBlock unless it rebuilds exactly.
@@ -497,7 +501,7 @@ class ChainNode:
             hashes,
             built.writes,
             meta,
-            built.state_nodes,
+            self._with_pruning(built.state_map, header.height),
             built.index_entries,
         )
         self.metrics.store_seconds += time.perf_counter() - started
@@ -510,6 +514,13 @@ class ChainNode:
         self.last_block_hash = block_hash
         self.mempool.remove(hashes)
         self._notify(block, block_hash, hashes, receipts, commit.round)
+
+    def _with_pruning(self, update: StateMapUpdate | None, height: int) -> StateMapUpdate | None:
+        """``update`` with the height to keep versions from, when this node keeps only the last
+        ``state_heights_kept`` heights provable."""
+        if update is None or not self.state_heights_kept or height <= self.state_heights_kept:
+            return update
+        return dataclasses.replace(update, prune_to=height - self.state_heights_kept + 1)
 
     def _notify(
         self,
@@ -629,7 +640,8 @@ class ChainNode:
     def prove_state(self, key: bytes, height: int | None = None) -> StateAt:
         """``key``'s value after block ``height`` (default: the tip) and the state map's proof.
 
-        Raises NotFound for a height with no block, Refused when this chain keeps no state map.
+        Raises NotFound for a height with no block, NoStateMap when this chain keeps no state
+        map, StatePruned for a height whose state this node no longer keeps.
         """
         if not self.state_map:
             raise errors.NoStateMap(
@@ -637,6 +649,12 @@ class ChainNode:
             )
         at = self.height if height is None else height
         record = self.load_block(at)
+        provable_from = self.store.state_provable_from()
+        if at < provable_from:
+            raise errors.StatePruned(
+                f"this node keeps the state of chain {self.chain_id!r} provable from height "
+                f"{provable_from} on (state_heights_kept {self.state_heights_kept}), not at {at}"
+            )
         root = record.block.header.state_root
         with self.store.state_map_reader() as nodes:
             proof = SparseMerkleTree(self.hash, nodes).prove(root, at, key)

@@ -114,6 +114,13 @@ class NoStateMap(Refused):
     title = "No state proofs on this chain"
 
 
+class StatePruned(Refused):
+    """The node no longer keeps the state map's version at that height (``state_heights_kept``)."""
+
+    code = "state-pruned"
+    title = "State at that height no longer kept"
+
+
 class CommitTimeout(Refused):
     code = "commit-timeout"
     title = "Not committed in time"

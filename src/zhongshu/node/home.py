@@ -53,6 +53,10 @@ class NodeConfig:
     (``state_map``). False puts a hash chain over each block's writes there instead, with no
     state proofs: for measuring what the map costs only (``zhongshu bench --state-map-compare``).
     A store keeps the kind its chain started with."""
+    state_heights_kept: int = 0
+    """How many of the latest heights keep their state provable (``state_heights_kept``): the
+    state map's nodes that only older heights reach are deleted as blocks are made. 0, the
+    default, keeps every height. Applies to every chain the node serves."""
 
     @property
     def networked(self) -> bool:
@@ -139,12 +143,17 @@ def load_home(home: Path) -> tuple[NodeConfig, Genesis, PrivateKey]:
             _int_field(doc, "verify_workers", 0),
             _bool_field(doc, "app_auth", True),
             _bool_field(doc, "state_map", True),
+            _int_field(doc, "state_heights_kept", 0),
         )
         # The heartbeat must leave room for a round: at least one second.
         if config.heartbeat_ms < 1000:
             raise ValueError(f"heartbeat_ms must be at least 1000, not {config.heartbeat_ms}")
         if not 0 <= config.verify_workers <= 256:
             raise ValueError(f"verify_workers must be 0 (one per core) to 256, not {config.verify_workers}")
+        if config.state_heights_kept < 0:
+            raise ValueError(
+                f"state_heights_kept must be 0 (every height) or more, not {config.state_heights_kept}"
+            )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HomeError(f"cannot read node files in {home}: {exc}") from None
     if key.suite.name != genesis.suite:

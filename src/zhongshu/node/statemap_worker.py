@@ -47,20 +47,24 @@ def _start_worker(parent: int) -> None:
     threading.Thread(target=exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
+Mapped = tuple[bytes, list[tuple[bytes, bytes]], list[bytes], float]
+"""The new root, the new nodes (node key, stored bytes) and the stale node keys, both in key
+order, and the worker's CPU seconds."""
+
+
 def apply_updates(
     path: str, suite: str, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
-) -> tuple[bytes, list[tuple[bytes, bytes]], float]:
-    """``SparseMerkleTree.apply`` over the state map of the store at ``path`` (in the worker):
-    the new root, the new nodes in key order (sorted here, not in the node), and the CPU seconds
-    it took."""
+) -> Mapped:
+    """``SparseMerkleTree.apply_tracked`` over the state map of the store at ``path`` (in the
+    worker), its nodes and stale keys sorted here rather than in the node."""
     started = time.process_time()
     opened = _files.get(path)
     if opened is None:
         opened = _files[path] = StateMapFile(Path(path))
     with opened.reader() as nodes:
         tree = SparseMerkleTree(get_suite(suite).hasher(), nodes)
-        new_root, new_nodes = tree.apply(root, root_version, updates, version)
-    return new_root, sorted(new_nodes.items()), time.process_time() - started
+        new_root, new_nodes, stale = tree.apply_tracked(root, root_version, updates, version)
+    return new_root, sorted(new_nodes.items()), sorted(stale), time.process_time() - started
 
 
 class StateMapWorker:
@@ -74,8 +78,8 @@ class StateMapWorker:
 
     def apply(
         self, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
-    ) -> tuple[bytes, list[tuple[bytes, bytes]], float] | None:
-        """The new root and nodes, and the worker's CPU seconds for them; None when no worker
+    ) -> Mapped | None:
+        """The new root, nodes and stale keys, and the worker's CPU seconds; None when no worker
         can be had (the caller then computes them itself). Blocks the calling thread: call it
         from a worker thread, never from the event loop."""
         for _ in range(2):

@@ -35,6 +35,27 @@ CHECKED_BLOCKS = 64
 """How many of the last blocks ``ChainStore.check`` walks at start."""
 CHECKED_MAP_NODES = 4096
 """How many state map nodes, from the tip's root down, ``ChainStore.check_state_map`` walks."""
+PRUNE_BATCH = 50_000
+"""At most this many stale state map nodes are deleted with one block (a block of 1,000 written
+keys leaves about 7,000): a node that starts pruning a long history catches up over blocks
+instead of holding one write transaction for minutes."""
+PROVABLE_FROM = "state_provable_from"
+"""Meta key: the lowest height whose state map version is whole (u64 BE; absent: every height)."""
+
+
+@dataclass(frozen=True)
+class StateMapUpdate:
+    """What a block changes in the state map's table (ledger.smt), stored with the block."""
+
+    nodes: Sequence[tuple[bytes, bytes]] = ()
+    """The version's new nodes, (node key, stored bytes), in key order."""
+    stale: Sequence[bytes] = ()
+    """Node keys of the previous version that this one no longer reaches, in key order: indexed
+    as stale since the block's height, for pruning."""
+    prune_to: int = 0
+    """Keep every version from this height on, and delete (up to PRUNE_BATCH per block) the
+    nodes that only older versions reach; 0 prunes nothing."""
+
 
 _DAMAGE = (
     lmdb.CorruptedError,
@@ -145,6 +166,7 @@ class ChainStore:
             self._state = self.env.open_db(b"state")
             self._history = self.env.open_db(b"state_history")
             self._smt = self.env.open_db(b"state_map")
+            self._stale = self.env.open_db(b"state_map_stale")
             self._index = self.env.open_db(b"query_index")
         except _DAMAGE as exc:
             self.env.close()
@@ -266,12 +288,12 @@ class ChainStore:
         tx_hashes: list[bytes],
         writes: Mapping[bytes, bytes | None],
         meta: Mapping[str, bytes],
-        state_nodes: Sequence[tuple[bytes, bytes]] = (),
+        state_map: StateMapUpdate | None = None,
         index_entries: Mapping[bytes, bytes] | None = None,
     ) -> None:
-        """Commit a block, its receipts, commit, tx index, state writes, the state map's new
-        nodes (``state_nodes``: (node key, node bytes) in key order, ledger.smt), the query index entries
-        (``index_entries``: derived from the block for listings, not state) and chain meta at once.
+        """Commit a block, its receipts, commit, tx index, state writes, the state map's change
+        (its new nodes, its stale ones, and pruning), the query index entries (``index_entries``:
+        derived from the block for listings, not state) and chain meta at once.
 
         The block must be the next height; anything else is a broken invariant.
         """
@@ -300,20 +322,59 @@ class ChainStore:
             txn.cursor(db=self._history).putmulti(
                 [(key + hkey, b"" if value is None else b"\x01" + value) for key, value in writes.items()]
             )
-            if state_nodes:
-                # Keys start with the block's height, above every stored one: appended in order,
-                # the new nodes fill the table's last pages instead of rewriting pages all over it.
-                # LMDB skips, without an error, a key appended out of order: count them in.
-                _, added = txn.cursor(db=self._smt).putmulti(state_nodes, append=True)
-                if added != len(state_nodes):
-                    raise StoreError(
-                        f"block {height}'s state map nodes are not in key order above the stored ones"
-                    )
+            if state_map is not None:
+                self._save_state_map(txn, height, state_map)
             if index_entries:
                 txn.cursor(db=self._index).putmulti(index_entries.items())
             for mkey, mvalue in meta.items():
                 txn.put(mkey.encode(), mvalue, db=self._meta)
             txn.put(b"height", _h(height), db=self._meta)
+
+    def _save_state_map(self, txn: lmdb.Transaction, height: int, update: StateMapUpdate) -> None:
+        hkey = _h(height)
+        # Node keys start with the block's height, above every stored one, and so do its stale
+        # entries: appended in order, they fill the tables' last pages instead of rewriting
+        # pages all over them. LMDB skips, without an error, a key appended out of order.
+        for db, items, what in (
+            (self._smt, update.nodes, "nodes"),
+            (self._stale, [(hkey + key, b"") for key in update.stale], "stale nodes"),
+        ):
+            _, added = txn.cursor(db=db).putmulti(items, append=True)
+            if added != len(items):
+                raise StoreError(
+                    f"block {height}'s state map {what} are not in key order above the stored ones"
+                )
+        if update.prune_to:
+            self._prune_state_map(txn, update.prune_to)
+
+    def _prune_state_map(self, txn: lmdb.Transaction, keep_from: int) -> None:
+        """Delete the nodes stale since ``keep_from`` or earlier (at most PRUNE_BATCH): no version
+        from ``keep_from`` on reaches them (ledger.smt, "Pruning")."""
+        raw = txn.get(PROVABLE_FROM.encode(), db=self._meta)
+        if raw is None or _U64.unpack(raw)[0] < keep_from:
+            # From this transaction on, versions below keep_from may be partly deleted.
+            txn.put(PROVABLE_FROM.encode(), _h(keep_from), db=self._meta)
+        stale = txn.cursor(db=self._stale)
+        found = stale.first()
+        for _ in range(PRUNE_BATCH):
+            if not found:
+                break
+            entry = stale.key()
+            if _U64.unpack(entry[:8])[0] > keep_from:
+                break
+            txn.delete(entry[8:], db=self._smt)
+            # Deleting moves the cursor to the next entry; False when it was the last.
+            found = stale.delete() and bool(stale.key())
+
+    def state_provable_from(self) -> int:
+        """The lowest height whose state map version is whole (1 when nothing was pruned)."""
+        raw = self.load_meta(PROVABLE_FROM)
+        return _U64.unpack(raw)[0] if raw else 1
+
+    def stale_state_nodes(self) -> int:
+        """How many stale state map nodes are indexed (not yet pruned)."""
+        with self.env.begin() as txn:
+            return int(txn.stat(self._stale)["entries"])
 
     # -- reads --------------------------------------------------------------------------
 
