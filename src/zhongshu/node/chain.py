@@ -516,11 +516,14 @@ class ChainNode:
         self._notify(block, block_hash, hashes, receipts, commit.round)
 
     def _with_pruning(self, update: StateMapUpdate | None, height: int) -> StateMapUpdate | None:
-        """``update`` with the height to keep versions from, when this node keeps only the last
-        ``state_heights_kept`` heights provable."""
-        if update is None or not self.state_heights_kept or height <= self.state_heights_kept:
-            return update
-        return dataclasses.replace(update, prune_to=height - self.state_heights_kept + 1)
+        """``update`` as this node stores it: keeping every height, it indexes no stale nodes
+        (about 6 a transaction, which nothing would read); keeping the last
+        ``state_heights_kept``, it also names the height to keep versions from."""
+        if update is None:
+            return None
+        if not self.state_heights_kept:
+            return dataclasses.replace(update, stale=())
+        return dataclasses.replace(update, prune_to=max(0, height - self.state_heights_kept + 1))
 
     def _notify(
         self,
