@@ -30,7 +30,7 @@ from zhongshu.node.replica import SYNC_BATCH
 pytestmark = pytest.mark.slow
 
 HOSTILE = Path(__file__).with_name("hostile.py")
-WINDOW = 12.0
+WINDOW = 8.0
 """Seconds over which a block rate is measured."""
 HONEST = [0, 1, 2]
 
