@@ -109,20 +109,28 @@ class StateMapNodes:
         raise StoreError("state map nodes are written with their block (ChainStore.save_block)")
 
 
+def _open_env(path: Path, *, sync: bool = True, readonly: bool = False) -> lmdb.Environment:
+    """The chain store's LMDB environment, as the node (read-write) or a worker (read-only)
+    opens it: one map size and reader table for both."""
+    return lmdb.open(
+        str(path),
+        map_size=_MAP_SIZE,
+        max_dbs=16,
+        sync=sync,
+        metasync=sync,
+        readonly=readonly,
+        readahead=False,
+        max_readers=256,
+    )
+
+
 class StateMapFile:
     """The state map's nodes of a chain store opened read-only, by another process than the
     node's (``node.statemap_worker``): LMDB lets processes read one file while one writes it,
     and a read transaction begun after a commit sees it."""
 
     def __init__(self, path: Path) -> None:
-        self.env = lmdb.open(
-            str(path),
-            map_size=_MAP_SIZE,
-            max_dbs=16,
-            readonly=True,
-            readahead=False,
-            max_readers=256,
-        )
+        self.env = _open_env(path, readonly=True)
         try:
             self._smt = self.env.open_db(b"state_map", create=False)
         except _DAMAGE as exc:
@@ -147,15 +155,7 @@ class ChainStore:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         check_data_file(path)
-        self.env = lmdb.open(
-            str(path),
-            map_size=_MAP_SIZE,
-            max_dbs=16,
-            sync=sync,
-            metasync=sync,
-            readahead=False,
-            max_readers=256,
-        )
+        self.env = _open_env(path, sync=sync)
         try:
             self._meta = self.env.open_db(b"meta")
             self._blocks = self.env.open_db(b"blocks")
