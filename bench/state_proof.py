@@ -116,7 +116,11 @@ class StateProofResult:
     live_nodes_per_key: float
     """Nodes reachable from the last root / keys."""
     other_tables_bytes_per_key: dict[str, float]
-    """The ``state`` and ``state_history`` tables, for comparison."""
+    """The ``state`` and ``state_history`` tables, for comparison, and ``state_map_stale`` (the
+    stale-node index, empty unless ``heights_kept``)."""
+    heights_kept: int = 0
+    """``--keep``: the last heights kept provable, the others pruned as a node with
+    ``state_heights_kept`` does (0: every height kept)."""
     code: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
 
@@ -214,9 +218,10 @@ def _code_version() -> dict[str, Any]:
 
 
 def build_map(
-    chain: _Chain, store: ChainStore, keys: int, batch: int, progress: Progress
+    chain: _Chain, store: ChainStore, keys: int, batch: int, progress: Progress, keep: int = 0
 ) -> tuple[list[bytes], BlockRecord, float, float]:
-    """Write ``keys`` deposits, ``batch`` per block; the keys, the last block, build and apply seconds."""
+    """Write ``keys`` deposits, ``batch`` per block; the keys, the last block, build and apply
+    seconds. With ``keep``, only the last ``keep`` heights stay, as on a node that prunes."""
     owner = chain.suite.generate_private_key()
     written: list[bytes] = []
     root = smt.PLACEHOLDER
@@ -231,10 +236,16 @@ def build_map(
         }
         applied = time.perf_counter()
         with store.state_map_reader() as nodes:
-            root, new_nodes = smt.SparseMerkleTree(chain.h, nodes).apply(root, height - 1, writes, height)
+            tree = smt.SparseMerkleTree(chain.h, nodes)
+            root, new_nodes, stale = tree.apply_tracked(root, height - 1, writes, height)
         apply_seconds += time.perf_counter() - applied
         last = chain.make_block(height, root)
-        store.save_block(last, [], writes, {"state_root": root}, StateMapUpdate(sorted(new_nodes.items())))
+        update = StateMapUpdate(
+            sorted(new_nodes.items()),
+            sorted(stale) if keep else (),
+            max(0, height - keep + 1) if keep else 0,
+        )
+        store.save_block(last, [], writes, {"state_root": root}, update)
         written.extend(writes)
         progress.advance(task, len(writes))
     assert last is not None
@@ -324,20 +335,21 @@ def count_live_nodes(store: ChainStore, h: Hasher, root: bytes, version: int, pr
 def measure_storage(store: ChainStore, keys: int) -> dict[str, Any]:
     """The ``state_map`` table's LMDB stat, and the state tables' bytes per key beside it."""
     with store.env.begin() as txn:
-        stats = {name: _stat(store, txn, name) for name in ("state_map", "state", "state_history")}
+        names = ("state_map", "state", "state_history", "state_map_stale")
+        stats = {name: _stat(store, txn, name) for name in names}
     table = stats["state_map"]
     return {
         "map_table": table,
         "map_bytes_per_key": round(_table_bytes(table) / keys, 1),
         "map_nodes_per_key": round(table["entries"] / keys, 2),
         "other_tables_bytes_per_key": {
-            name: round(_table_bytes(stats[name]) / keys, 1) for name in ("state", "state_history")
+            name: round(_table_bytes(stats[name]) / keys, 1) for name in names[1:]
         },
     }
 
 
 def run(
-    keys: int, batch: int, samples: int, suite: str, data_dir: Path, console: Console
+    keys: int, batch: int, samples: int, suite: str, data_dir: Path, console: Console, keep: int = 0
 ) -> StateProofResult:
     chain = _Chain(suite)
     columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -345,7 +357,7 @@ def run(
     store = ChainStore(data_dir, sync=False)
     try:
         with Progress(*columns, console=console) as progress:
-            written, last, build_s, apply_s = build_map(chain, store, keys, batch, progress)
+            written, last, build_s, apply_s = build_map(chain, store, keys, batch, progress, keep)
             proofs = measure_proofs(chain, store, last, written, samples, progress)
             header = last.block.header
             live = count_live_nodes(store, chain.h, header.state_root, header.height, progress)
@@ -360,6 +372,7 @@ def run(
         build_seconds=round(build_s, 1),
         apply_us_per_key=round(apply_s / keys * 1e6, 1),
         live_nodes_per_key=round(live / keys, 2),
+        heights_kept=keep,
         code=_code_version(),
         machine={
             "cores": os.cpu_count(),
@@ -411,8 +424,11 @@ def render(r: StateProofResult, console: Console) -> None:
         f"{r.depth['max']:.0f} max; built in {r.build_seconds:.0f} s "
         f"(apply {r.apply_us_per_key:.1f} µs per key)\n"
         f"state_map table: {r.map_bytes_per_key:.0f} B per key ({r.map_table['entries']:,} nodes, "
-        f"{r.map_nodes_per_key:.2f} per key over all {r.keys // r.batch} versions; the last version alone "
-        f"{r.live_nodes_per_key:.2f} per key); state {r.other_tables_bytes_per_key['state']:.0f} B, "
+        f"{r.map_nodes_per_key:.2f} per key, "
+        + (f"the last {r.heights_kept} heights kept" if r.heights_kept else f"all {r.keys // r.batch} versions")
+        + f"; the last version alone {r.live_nodes_per_key:.2f} per key); stale-node index "
+        f"{r.other_tables_bytes_per_key['state_map_stale']:.0f} B, state "
+        f"{r.other_tables_bytes_per_key['state']:.0f} B, "
         f"state_history {r.other_tables_bytes_per_key['state_history']:.0f} B per key",
         highlight=False,
     )
@@ -427,12 +443,14 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, help="an empty directory for the store (default: a temporary one)"
     )
+    parser.add_argument(
+        "--keep", type=int, default=0, help="keep the last N heights provable, prune the rest (0: all)"
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="zhongshu-state-proof-") as tmp:
-        result = run(
-            args.keys, args.batch, args.samples, args.suite, args.data or Path(tmp) / "data", console
-        )
+        data = args.data or Path(tmp) / "data"
+        result = run(args.keys, args.batch, args.samples, args.suite, data, console, args.keep)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
