@@ -22,7 +22,7 @@ from zhongshu.ledger.smt import PLACEHOLDER, SparseMerkleTree, verify_proof
 from zhongshu.node.home import init_single_home, load_home
 from zhongshu.node.signer import Signer
 from zhongshu.node.solo_node import SoloNode
-from zhongshu.node.statemap_worker import MIN_WRITES, StateMapWorker
+from zhongshu.node.statemap_worker import MIN_WRITES, StateMapWorkers
 from zhongshu.sdk.tx import evidence_tx
 from zhongshu.store import ChainStore
 
@@ -91,12 +91,12 @@ def test_a_killed_worker_is_replaced_and_the_next_block_is_right(tmp_path: Path)
         key = get_suite("sm").generate_private_key()
         try:
             await _deposit(node, key, MIN_WRITES)
-            pool = node.map_worker._pool
+            pool = node.map_workers._pool
             assert pool is not None and pool._processes
             (pid,) = list(pool._processes)
             os.kill(pid, signal.SIGKILL)
             height = await _deposit(node, key, MIN_WRITES)
-            assert node.map_worker._pool is not pool, "the dead worker's pool is still in use"
+            assert node.map_workers._pool is not pool, "the dead worker's pool is still in use"
             assert node.store.load_header(height).state_root == naive_root(node.hash, _whole_state(node))
         finally:
             node.close()
@@ -109,7 +109,7 @@ def test_the_worker_and_the_nodes_process_agree_with_deletes(tmp_path: Path) -> 
     """Batches of inserts, updates and deletes applied both ways, on one LMDB store."""
     h = get_suite("sm").hasher()
     store = ChainStore(tmp_path / "data")
-    worker = StateMapWorker(tmp_path / "data", "sm")
+    worker = StateMapWorkers()
     keys = [os.urandom(20) for _ in range(600)]
     root, state = PLACEHOLDER, {}
     try:
@@ -118,7 +118,7 @@ def test_the_worker_and_the_nodes_process_agree_with_deletes(tmp_path: Path) -> 
             updates.update({k: None for k in list(state)[:: 3 + version]})
             with store.state_map_reader() as nodes:
                 here = SparseMerkleTree(h, nodes).apply_tracked(root, version - 1, updates, version)
-            mapped = worker.apply(root, version - 1, updates, version)
+            mapped = worker.apply(tmp_path / "data", "sm", root, version - 1, updates, version)
             assert mapped is not None
             there_root, there_nodes, there_stale, cpu = mapped
             assert there_root == here[0]
@@ -165,7 +165,7 @@ def test_a_block_under_the_threshold_stays_in_the_nodes_process(tmp_path: Path) 
         runner = asyncio.create_task(node.run())
         try:
             height = await _deposit(node, get_suite("sm").generate_private_key(), MIN_WRITES - 1)
-            assert node.metrics.map_worker_blocks == 0 and node.map_worker._pool is None
+            assert node.metrics.map_worker_blocks == 0 and node.map_workers._pool is None
             assert node.store.load_header(height).state_root == naive_root(node.hash, _whole_state(node))
         finally:
             node.close()
@@ -184,7 +184,7 @@ def test_without_a_worker_the_node_maps_the_block_itself(tmp_path: Path) -> None
 
     async def scenario() -> None:
         node = _solo(tmp_path)
-        node.map_worker._get_pool = dying_pool  # type: ignore[method-assign]
+        node.map_workers._get_pool = dying_pool  # type: ignore[method-assign]
         runner = asyncio.create_task(node.run())
         try:
             height = await _deposit(node, get_suite("sm").generate_private_key(), MIN_WRITES)
@@ -195,3 +195,39 @@ def test_without_a_worker_the_node_maps_the_block_itself(tmp_path: Path) -> None
             await runner
 
     asyncio.run(scenario())
+
+
+def test_one_pool_serves_several_stores_and_reopens_a_replaced_one(tmp_path: Path) -> None:
+    """A hub's chains share the workers: each call names its store, and a store whose data file
+    was replaced (restored from a backup) is read anew, not through the worker's old mapping."""
+    h = get_suite("sm").hasher()
+    paths = [tmp_path / "a", tmp_path / "b"]
+    stores = [ChainStore(p) for p in paths]
+    pool = StateMapWorkers(1)
+    roots = [PLACEHOLDER, PLACEHOLDER]
+    try:
+        for version in (1, 2):
+            for i, store in enumerate(stores):
+                updates: dict[bytes, bytes | None] = {os.urandom(20): os.urandom(30) for _ in range(50)}
+                with store.state_map_reader() as nodes:
+                    here = SparseMerkleTree(h, nodes).apply_tracked(roots[i], version - 1, updates, version)
+                mapped = pool.apply(paths[i], "sm", roots[i], version - 1, updates, version)
+                assert mapped is not None and mapped[0] == here[0]
+                assert mapped[1] == sorted(here[1].items())
+                _put_nodes(store, mapped[1])
+                roots[i] = mapped[0]
+        # Store a is replaced by a copy of store b (a new file under the old name).
+        stores[0].close()
+        copy = tmp_path / "copy.mdb"
+        copy.write_bytes((paths[1] / "data.mdb").read_bytes())
+        os.replace(copy, paths[0] / "data.mdb")
+        stores[0] = ChainStore(paths[0])
+        updates = {os.urandom(20): os.urandom(30) for _ in range(50)}
+        with stores[0].state_map_reader() as nodes:
+            here = SparseMerkleTree(h, nodes).apply_tracked(roots[1], 2, updates, 3)
+        mapped = pool.apply(paths[0], "sm", roots[1], 2, updates, 3)
+        assert mapped is not None and mapped[0] == here[0]
+    finally:
+        pool.close()
+        for store in stores:
+            store.close()

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -42,6 +43,7 @@ from zhongshu.node.chain import ChainNode
 from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.home import NodeConfig
 from zhongshu.node.replica import Replica
+from zhongshu.node.statemap_worker import StateMapWorkers
 from zhongshu.node.verifier import SenderVerifier
 from zhongshu.p2p.channels import Channel, open_mux
 from zhongshu.p2p.config import FRAME_MARGIN
@@ -76,6 +78,8 @@ class HubHost:
         self.hub_suite = genesis.suite
         self.own_key = key.public_bytes()
         self.verifier = SenderVerifier(genesis.suite, config.verify_workers or None)
+        self.map_workers = StateMapWorkers(os.cpu_count() or 1)
+        """The state map workers of every chain here (each started with a first large block)."""
         transport = load_transport_config(config.home)
         frame = LARGEST_BLOCK_BYTES + FRAME_MARGIN
         self.mux = open_mux(
@@ -93,6 +97,7 @@ class HubHost:
             registry=HUB_REGISTRY,
             verifier=self.verifier,
             state_heights_kept=config.state_heights_kept,
+            map_workers=self.map_workers,
         )
         self.chains: dict[str, ChainNode] = {HUB_CHAIN: self.hub}
         """Every chain this node serves, by chain id (the gateway serves this very dict)."""
@@ -138,6 +143,7 @@ class HubHost:
             with contextlib.suppress(Exception):
                 node.close()
         self.verifier.close()
+        self.map_workers.close()
 
     def _start(self, name: str) -> None:
         node = self.chains[name]
@@ -202,6 +208,7 @@ class HubHost:
             registry=registry_for(record.name),
             verifier=self.verifier,
             state_heights_kept=self.config.state_heights_kept,
+            map_workers=self.map_workers,
         )
         node.stopped = record.status == STATUS_STOPPED
         return node

@@ -167,12 +167,15 @@ class ChainNode:
         verifier: SenderVerifier | None = None,
         state_map: bool = True,
         state_heights_kept: int = 0,
+        map_workers: statemap_worker.StateMapWorkers | None = None,
     ) -> None:
         """``verifier``: a worker pool shared with other chains of this node (this chain then
         does not close it); without it the chain starts a pool of its own. ``state_map`` False
         puts a hash chain over each block's writes in ``state_root`` instead of the state map's
         root (no state proofs): only for measuring what the map costs (``zhongshu bench``).
-        ``state_heights_kept``: how many of the latest heights stay provable (0: every one)."""
+        ``state_heights_kept``: how many of the latest heights stay provable (0: every one).
+        ``map_workers``: state map workers shared with other chains of this node (this chain
+        then does not close them); without them the chain starts one of its own."""
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.suite = get_suite(genesis.suite)
@@ -201,8 +204,9 @@ class ChainNode:
         self.metrics = NodeMetrics()
         self.state_map = state_map
         self.state_heights_kept = state_heights_kept
-        self.map_worker = statemap_worker.StateMapWorker(data_dir, genesis.suite)
-        """The state map's updates of large blocks, in a process of their own (started on first use)."""
+        self._owns_map_workers = map_workers is None
+        self.map_workers = map_workers or statemap_worker.StateMapWorkers()
+        """The state map's updates of large blocks, in worker processes (started on first use)."""
         self.crash_point = crash_point
         """For crash tests only: ``after-sign`` exits the process right after signing a block."""
         self._open_store()
@@ -259,7 +263,8 @@ class ChainNode:
         self._stopping = True
         self._wake.set()
         self._pool.shutdown(wait=True)
-        self.map_worker.close()
+        if self._owns_map_workers:
+            self.map_workers.close()
         if self._owns_verifier:
             self.verifier.close()
         for q in list(self._subscribers):
@@ -433,7 +438,9 @@ class ChainNode:
         included, under this height. A large block's are computed in the map worker process.
         """
         if len(writes) >= statemap_worker.MIN_WRITES:
-            mapped = self.map_worker.apply(self.state_root, self.height, writes, height)
+            mapped = self.map_workers.apply(
+                self.store.path, self.genesis.suite, self.state_root, self.height, writes, height
+            )
             if mapped is not None:
                 state_root, nodes, stale, cpu = mapped
                 self.metrics.map_worker_blocks += 1
@@ -696,7 +703,7 @@ class ChainNode:
         return out
 
     def _cpu(self) -> dict[str, float]:
-        workers = self.verifier.workers_cpu_seconds() + self.map_worker.cpu_seconds()
+        workers = self.verifier.workers_cpu_seconds() + self.map_workers.cpu_seconds()
         return {"process_cpu_seconds": time.process_time() + workers, "workers_cpu_seconds": workers}
 
     def status(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ back; the node writes them with the block, in the same LMDB transaction as befor
 the store's atomicity changes. The result is the same function of the same inputs, only computed
 elsewhere. Blocks of fewer than ``MIN_WRITES`` written keys are updated in the node's process:
 for them the round trip costs more than it saves, and a chain that never sees a large block
-never starts the worker.
+never starts the worker. A chain of its own has one worker; a hub node's chains share one per
+core (``StateMapWorkers``), each call naming its chain's store.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ from zhongshu.crypto import get_suite
 from zhongshu.ledger.smt import SparseMerkleTree
 from zhongshu.node.verifier import exit_with_parent, pool_cpu_seconds
 from zhongshu.store import StateMapFile
+from zhongshu.store.datafile import DATA_FILE
 
 MIN_WRITES = 128
 """Blocks that write at least this many keys have their state map updated in the worker."""
 
 log = logging.getLogger(__name__)
 
-_files: dict[str, StateMapFile] = {}
-"""The worker's open stores, by path."""
+_files: dict[str, tuple[tuple[int, int], StateMapFile]] = {}
+"""The worker's open stores, by path, with the (device, inode) of the data file they opened."""
 
 
 def _start_worker(parent: int) -> None:
@@ -58,44 +60,63 @@ def apply_updates(
     """``SparseMerkleTree.apply_tracked`` over the state map of the store at ``path`` (in the
     worker), its nodes and stale keys sorted here rather than in the node."""
     started = time.process_time()
-    opened = _files.get(path)
-    if opened is None:
-        opened = _files[path] = StateMapFile(Path(path))
+    opened = _open(path)
     with opened.reader() as nodes:
         tree = SparseMerkleTree(get_suite(suite).hasher(), nodes)
         new_root, new_nodes, stale = tree.apply_tracked(root, root_version, updates, version)
     return new_root, sorted(new_nodes.items()), sorted(stale), time.process_time() - started
 
 
-class StateMapWorker:
-    """One worker process for the state map of one chain's store, started on first use."""
+def _open(path: str) -> StateMapFile:
+    """The store at ``path``, opened once per worker; again if its data file was replaced (a
+    store restored from a backup is another file under the same name)."""
+    stat = os.stat(Path(path) / DATA_FILE)
+    identity = (stat.st_dev, stat.st_ino)
+    cached = _files.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    if cached is not None:
+        cached[1].close()
+    opened = StateMapFile(Path(path))
+    _files[path] = (identity, opened)
+    return opened
 
-    def __init__(self, store_path: Path, suite: str) -> None:
-        self.store_path = str(store_path)
-        self.suite = suite
+
+class StateMapWorkers:
+    """Worker processes for state map updates, started on first use: one for a chain of its
+    own, or one per core shared by all the chains of a hub node (each call names its store)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def apply(
-        self, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
+        self,
+        store_path: Path,
+        suite: str,
+        root: bytes,
+        root_version: int,
+        updates: Mapping[bytes, bytes | None],
+        version: int,
     ) -> Mapped | None:
-        """The new root, nodes and stale keys, and the worker's CPU seconds; None when no worker
-        can be had (the caller then computes them itself). Blocks the calling thread: call it
-        from a worker thread, never from the event loop."""
+        """The new root, nodes and stale keys of the store at ``store_path``, and the worker's
+        CPU seconds; None when no worker can be had (the caller then computes them itself).
+        Blocks the calling thread: call it from a worker thread, never from the event loop."""
         for _ in range(2):
             pool = self._get_pool()
             try:
                 return pool.submit(
-                    apply_updates, self.store_path, self.suite, root, root_version, dict(updates), version
+                    apply_updates, str(store_path), suite, root, root_version, dict(updates), version
                 ).result()
             except BrokenProcessPool:
-                # The worker died (killed from outside, out of memory): start another, once.
-                log.warning("the state map worker of %s stopped; starting another", self.store_path)
+                # A worker died (killed from outside, out of memory): start others, once.
+                log.warning("a state map worker stopped (store %s); starting others", store_path)
                 with self._lock:
                     if self._pool is pool:
                         self._pool = None
                 pool.shutdown(wait=False, cancel_futures=True)
-        log.warning("no state map worker for %s: this block's map is updated in the node", self.store_path)
+        log.warning("no state map worker for %s: this block's map is updated in the node", store_path)
         return None
 
     def _get_pool(self) -> ProcessPoolExecutor:
@@ -103,7 +124,7 @@ class StateMapWorker:
             if self._pool is None:
                 # spawn: a fresh interpreter (forking a process with threads and an open store is unsafe).
                 self._pool = ProcessPoolExecutor(
-                    1,
+                    self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_worker,
                     initargs=(os.getpid(),),
@@ -111,7 +132,7 @@ class StateMapWorker:
             return self._pool
 
     def cpu_seconds(self) -> float:
-        """CPU seconds the live worker process has used, its start included (0 before it starts)."""
+        """CPU seconds the live worker processes have used, their start included (0 before)."""
         return pool_cpu_seconds(self._pool)
 
     def close(self) -> None:
