@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import NodeProcess, free_port
+from conftest import NodeProcess, free_port, run_cli
 from test_smt import naive_root
 from zhongshu.contracts.evidence import digest_key
 from zhongshu.crypto import PrivateKey, get_suite
@@ -204,5 +204,11 @@ def test_a_pruned_height_gets_its_problem_document(tmp_path: Path) -> None:
             node.api(f"/evidence/{digests[0].hex()}"), params={"height": tip - 1, "proof": "true"}
         )
         assert kept.status_code == 200, kept.text
+        # The command line says it in one line and exits 1 (refused by the node).
+        key_hex = digest_key(digests[0]).hex()
+        cli = run_cli("state", "get", key_hex, "--height", str(tip - 2), "--api", node.url)
+        assert cli.returncode == 1, (cli.stdout, cli.stderr)
+        lines = cli.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and "state_heights_kept" in lines[0], lines
     finally:
         node.teardown()
