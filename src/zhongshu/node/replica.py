@@ -2,9 +2,10 @@
 
 Every input of the engine goes through one queue and is appended to the write-ahead log
 (``consensus.wal``, fsynced) before the engine sees it; a restart replays the log of the
-current height into a fresh engine. Block data, transaction gossip and block sync travel
-beside consensus messages (``zhongshu.node.wire``). All state changes happen in the one
-consumer task; validation runs in worker threads and comes back through the queue.
+current height into a fresh engine. Block data and transaction gossip travel beside consensus
+messages (``zhongshu.node.wire``); so does block sync, a part of its own (``node.blocksync``)
+that the replica owns and calls. All state changes happen in the one consumer task; validation
+runs in worker threads and comes back through the queue.
 """
 
 from __future__ import annotations
@@ -47,17 +48,16 @@ from zhongshu.consensus.proposer import get_proposer
 from zhongshu.consensus.tendermint import TendermintEngine, TimeoutConfig
 from zhongshu.consensus.timing import compute_block_time, get_timely_delay, is_too_far_ahead
 from zhongshu.consensus.votes import NIL
-from zhongshu.ledger.commit import InvalidCommit, check_commit
 from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
 from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Block, Genesis, Transaction, Vote
 from zhongshu.node import errors
+from zhongshu.node.blocksync import SYNC_BATCH, BlockSync
 from zhongshu.node.chain import PRECOMMITTED_KEY, BuiltBlock, ChainNode, InvalidBlock
 from zhongshu.node.consensus_signer import ConsensusSigner
 from zhongshu.node.peerbook import (
     GOSSIP_CHUNK_BYTES,
     PeerBook,
     check_body,
-    compute_sync_budget,
     estimate_tx_bytes,
     split_by_bytes,
 )
@@ -84,7 +84,6 @@ from zhongshu.p2p.transport import Transport, TransportConfig
 log = logging.getLogger("zhongshu.replica")
 
 _LEN = struct.Struct(">I")
-SYNC_BATCH = 20
 STATUS_INTERVAL = 1.0
 MAX_FUTURE_PER_SIGNER = 64
 """Messages of the next height kept per signer while the current height finishes."""
@@ -199,9 +198,9 @@ class Replica(ChainNode):
         """The blocks this node precommitted at the height in progress, as on disk (PRECOMMITTED_KEY)."""
         """Hashes of proposed blocks asked for whole (GetBlock); other bodies are ignored."""
         self.peerbook = PeerBook()
+        self.block_sync = BlockSync(self, self.transport, self.peerbook, self._blame)
         self._committed_at = time.monotonic()
         """When this node stored its latest block (monotonic): the block interval counts from here."""
-        self._sync_requested_at = 0.0
         self._progress_at = time.monotonic()
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -500,7 +499,7 @@ class Replica(ChainNode):
         if built is None:
             # The block was decided before this node had it: fetch it (with its commit) by sync,
             # or, when no peer has stored it yet, its body from a peer that precommitted it.
-            self._request_blocks(None)
+            self.block_sync.request_blocks(None)
             self._request_body(decided.block_hash)
             return
         self._undecided = None
@@ -549,7 +548,7 @@ class Replica(ChainNode):
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
-            self.transport.broadcast(encode(Status(self.height)))
+            self.block_sync.announce()
             # A height that makes no progress re-sends our own messages (peers may have missed them).
             if not self._idle and time.monotonic() - self._progress_at > 2 * STATUS_INTERVAL:
                 for message in self.engine.get_messages():
@@ -600,17 +599,12 @@ class Replica(ChainNode):
         elif isinstance(message, TxsReply):
             await self._on_txs_reply(peer, message)
         elif isinstance(message, Status):
-            self.peerbook.note_height(peer, message.height)
-            if message.height > self.height:
-                self._request_blocks(self.peerbook.pick_ahead(self.height, self._connected()))
+            self.block_sync.on_status(peer, message)
         elif isinstance(message, GetBlocks):
-            self._reply_blocks(peer, message)
+            self.block_sync.reply_blocks(peer, message)
         elif isinstance(message, BlocksReply):
             for item in message.blocks[:SYNC_BATCH]:
                 self._enqueue_from_peer(_Synced(item, peer))
-
-    def _connected(self) -> list[bytes]:
-        return [p.validator for p in self.transport.peers()]
 
     def _blame(self, peer: bytes, what: str) -> None:
         """A peer sent data that does not match what it claims: count it, say so once per fault."""
@@ -842,88 +836,19 @@ class Replica(ChainNode):
 
     # -- block sync --------------------------------------------------------------------
 
-    def _request_blocks(self, peer: bytes | None) -> None:
-        now = time.monotonic()
-        if now - self._sync_requested_at < 0.5:
-            return
-        self._sync_requested_at = now
-        request = encode(GetBlocks(self.height + 1, SYNC_BATCH))
-        if peer is None:
-            self.transport.broadcast(request)
-        else:
-            self.transport.send(peer, request)
-
-    def _reply_blocks(self, peer: bytes, request: GetBlocks) -> None:
-        """Send committed blocks from ``request.start``: at most SYNC_BATCH, within one frame's budget."""
-        budget = compute_sync_budget(self.genesis.params)
-        items: list[SyncedBlock] = []
-        used = 0
-        for height in range(
-            request.start, min(request.start + min(request.count, SYNC_BATCH), self.height + 1)
-        ):
-            record = self.store.load_block(height)
-            if record is None:
-                break
-            item = SyncedBlock(record.block, record.commit)
-            size = len(encode(item))
-            # The first block always goes (the frame has room for the largest block); later ones if they fit.
-            if items and used + size > budget:
-                break
-            items.append(item)
-            used += size
-        if items:
-            self.transport.send(peer, encode(BlocksReply(items)))
-
     async def _apply_synced(self, item: SyncedBlock, peer: bytes) -> None:
-        """Store a block fetched from a peer after checking its commit, its body and re-executing it.
-
-        A reply that fails the commit or body check is the peer's fault: it is dropped, counted
-        against the peer, and the block is asked of another peer. Only a block that is certified,
-        is the header's and still does not re-execute here stops the node: that is this node's
-        own state gone wrong (or more than f validators signed a wrong block).
-        """
-        header = item.block.header
-        if header.height != self.height + 1:
+        """Store a block fetched from a peer once block sync has checked it (``check_synced``),
+        and move on to the next height as after a decided block."""
+        built = await self.block_sync.check_synced(item, peer)
+        if built is None:
             return
-        block_hash = compute_block_hash(self.hash, header)
-        try:
-            # More than 2/3 of the validator set precommitted this block.
-            check_commit(
-                self.suite, self.chain_id, self.genesis.validators, item.commit, block_hash, header.height
-            )
-        except InvalidCommit as exc:
-            self._blame(peer, f"block {header.height} with a commit that does not verify: {exc}")
-            self._retry_sync()
-            return
-        # The body is the certified header's.
-        reason = check_body(self.hash, header, item.block)
-        if reason is not None:
-            self._blame(peer, f"block {header.height} whose body is not its certified header's: {reason}")
-            self._retry_sync()
-            return
-        # Its transactions carry valid signatures.
-        if await self._verify_senders(item.block.txs):
-            log.error("certified block %d carries transactions that do not verify", header.height)
-            return
-        try:
-            built = await asyncio.to_thread(self.validate_block, item.block)
-        except InvalidBlock as exc:
-            log.critical(
-                "certified block %d does not re-execute on this node's state: %s", header.height, exc
-            )
-            raise RuntimeError(f"block {header.height} with a valid commit fails validation: {exc}") from exc
         await self.store_block(built, item.commit)
         self._undecided = None
         self._after_commit()
-        log.info("synced block %d", header.height)
+        log.info("synced block %d", item.block.header.height)
         with contextlib.suppress(Exception):
             await self._start_next_height()
-        self._sync_requested_at = 0.0
-
-    def _retry_sync(self) -> None:
-        """Ask again at once, of the peer ahead with the fewest faults."""
-        self._sync_requested_at = 0.0
-        self._request_blocks(self.peerbook.pick_ahead(self.height, self._connected()))
+        self.block_sync.note_stored()
 
     def status(self) -> dict[str, Any]:
         out = super().status()
