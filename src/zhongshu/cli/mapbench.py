@@ -75,6 +75,9 @@ class StateMapCompareResult:
     """map_cpu_us_per_tx over all the node's CPU per transaction in the runs with the map (its
     process and workers, signature checks included)."""
     machine: dict[str, Any]
+    heights_kept: int = 0
+    """``--state-heights-kept``: the runs with the map kept this many heights and pruned the
+    rest (0: every height kept)."""
 
 
 WARM_UP_TXS = 1_000
@@ -88,19 +91,22 @@ def _node_metrics(url: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/v1/chains/main/status", timeout=10).json()["metrics"])
 
 
-def _copy_home(template: Path, home: Path, state_map: bool) -> None:
-    """A fresh home of the template's chain and key (no data, no signer state), ``state_map`` set."""
+def _copy_home(template: Path, home: Path, state_map: bool, heights_kept: int = 0) -> None:
+    """A fresh home of the template's chain and key (no data, no signer state), ``state_map``
+    set, and ``state_heights_kept`` when the map is on."""
     home.mkdir(parents=True)
     for name in ("genesis.json", "node_key.pem"):
         (home / name).write_bytes((template / name).read_bytes())
     (home / "node_key.pem").chmod(0o600)
     config = json.loads((template / "config.json").read_text())
     config["state_map"] = state_map
+    if state_map and heights_kept:
+        config["state_heights_kept"] = heights_kept
     (home / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def run_state_map_compare(
-    *, suite: str, txs: int, batch: int, concurrency: int, console: Console
+    *, suite: str, txs: int, batch: int, concurrency: int, console: Console, heights_kept: int = 0
 ) -> StateMapCompareResult:
     """The runs of STATE_MAP_RUNS on one node; the load is signed once, for the one genesis."""
     get_suite(suite)
@@ -119,7 +125,7 @@ def run_state_map_compare(
         warm_up, bodies = signed[:WARM_UP_TXS], signed[WARM_UP_TXS:]
         for i, state_map in enumerate(STATE_MAP_RUNS):
             home = tmp / f"run{i}"
-            _copy_home(template, home, state_map)
+            _copy_home(template, home, state_map, heights_kept)
             procs, _ = _start_nodes(tmp, [home], [url], profile=False)
             try:
                 asyncio.run(_load([url], "main", warm_up, batch, 2, progress, label="warm-up"))
@@ -167,6 +173,7 @@ def run_state_map_compare(
         map_us_per_tx=round(exec_on + store_on - exec_off - store_off, 1),
         map_cpu_us_per_tx=round(map_cpu, 1),
         map_cpu_share=round(map_cpu / all_cpu_on, 4) if all_cpu_on else 0.0,
+        heights_kept=heights_kept,
         machine={
             "cores": cores,
             "machine": platform.machine(),
@@ -246,6 +253,7 @@ def save_state_map_compare(result: StateMapCompareResult, root: Path) -> Path:
     out_dir = root / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path = out_dir / f"statemap-{result.suite}-1n-{stamp}.json"
+    kept = f"-kept{result.heights_kept}" if result.heights_kept else ""
+    path = out_dir / f"statemap-{result.suite}-1n{kept}-{stamp}.json"
     path.write_text(json.dumps(asdict(result), indent=2) + "\n")
     return path

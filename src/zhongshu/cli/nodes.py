@@ -323,7 +323,13 @@ def _bench_hub(
 
 
 def _bench_state_map(
-    suite: str, txs: int, batch: int, concurrency: int, as_json: bool, write_docs: bool | None
+    suite: str,
+    txs: int,
+    batch: int,
+    concurrency: int,
+    as_json: bool,
+    write_docs: bool | None,
+    heights_kept: int,
 ) -> None:
     from dataclasses import asdict
 
@@ -332,14 +338,14 @@ def _bench_state_map(
 
     console = err if as_json else out
     result = mapbench.run_state_map_compare(
-        suite=suite, txs=txs, batch=batch, concurrency=concurrency, console=console
+        suite=suite, txs=txs, batch=batch, concurrency=concurrency, console=console, heights_kept=heights_kept
     )
     root = Path.cwd()
     saved = mapbench.save_state_map_compare(result, root)
     mapbench.render_state_map_compare(result, console)
     console.print(f"saved {saved}", highlight=False)
     if write_docs is None:
-        write_docs = (root / "docs" / "performance.md").exists()
+        write_docs = (root / "docs" / "performance.md").exists() and not heights_kept
     if write_docs:
         doc = update_state_map_doc(root / "docs" / "performance.md", result)
         console.print(f"updated {doc}", highlight=False)
@@ -381,8 +387,15 @@ def bench(
     state_map_compare: bool = typer.Option(
         False,
         "--state-map-compare",
-        help="With --nodes 1: the same load with the state map on and off (eight runs, each on "
+        help="With --nodes 1: the same load with the state map on and off (twelve runs, each on "
         "a fresh node): the TPS ratio and the map's own time per transaction.",
+    ),
+    state_heights_kept: int = typer.Option(
+        0,
+        "--state-heights-kept",
+        min=0,
+        help="With --state-map-compare: the runs with the map keep only this many heights "
+        "provable and prune the rest (what pruning costs; docs/performance.md is not rewritten).",
     ),
 ) -> None:
     """Measure committed TPS and latency against this machine's signature-verify bound."""
@@ -392,7 +405,7 @@ def bench(
     if state_map_compare:
         if nodes != 1:
             raise CliError("--state-map-compare measures one node: use it with --nodes 1")
-        _bench_state_map(suite, txs, batch, concurrency, as_json, write_docs)
+        _bench_state_map(suite, txs, batch, concurrency, as_json, write_docs, state_heights_kept)
         return
     from zhongshu.cli.bench import render, run_bench, save_result, summary_json
     from zhongshu.cli.perfdoc import update_performance_doc
