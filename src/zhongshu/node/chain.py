@@ -436,10 +436,12 @@ class ChainNode:
 
         The previous root is stored under the previous height; this block's nodes, its root
         included, under this height. A large block's are computed in the map worker process.
+        Stale nodes are indexed only for pruning: a node keeping every height gets none.
         """
+        with_stale = self.state_heights_kept > 0
         if len(writes) >= statemap_worker.MIN_WRITES:
             mapped = self.map_workers.apply(
-                self.store.path, self.genesis.suite, self.state_root, self.height, writes, height
+                self.store.path, self.genesis.suite, self.state_root, self.height, writes, height, with_stale
             )
             if mapped is not None:
                 state_root, nodes, stale, cpu = mapped
@@ -450,7 +452,7 @@ class ChainNode:
             state_root, new_nodes, stale_keys = SparseMerkleTree(self.hash, reader).apply_tracked(
                 self.state_root, self.height, writes, height
             )
-        return state_root, StateMapUpdate(sorted(new_nodes.items()), sorted(stale_keys))
+        return state_root, StateMapUpdate(sorted(new_nodes.items()), sorted(stale_keys) if with_stale else ())
 
     def validate_block(self, block: Block) -> BuiltBlock:
         """Re-execute a block proposed by another node; raise InvalidBlock unless it rebuilds exactly.
@@ -523,13 +525,11 @@ class ChainNode:
         self._notify(block, block_hash, hashes, receipts, commit.round)
 
     def _with_pruning(self, update: StateMapUpdate | None, height: int) -> StateMapUpdate | None:
-        """``update`` as this node stores it: keeping every height, it indexes no stale nodes
-        (about 6 a transaction, which nothing would read); keeping the last
-        ``state_heights_kept``, it also names the height to keep versions from."""
-        if update is None:
-            return None
-        if not self.state_heights_kept:
-            return dataclasses.replace(update, stale=())
+        """``update`` with the height to keep versions from, when this node keeps only the last
+        ``state_heights_kept`` heights provable (keeping every height, it indexes no stale
+        nodes either: about 6 a transaction, which nothing would read)."""
+        if update is None or not self.state_heights_kept:
+            return update
         return dataclasses.replace(update, prune_to=max(0, height - self.state_heights_kept + 1))
 
     def _notify(

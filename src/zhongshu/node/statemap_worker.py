@@ -55,16 +55,28 @@ order, and the worker's CPU seconds."""
 
 
 def apply_updates(
-    path: str, suite: str, root: bytes, root_version: int, updates: Mapping[bytes, bytes | None], version: int
+    path: str,
+    suite: str,
+    root: bytes,
+    root_version: int,
+    updates: Mapping[bytes, bytes | None],
+    version: int,
+    with_stale: bool,
 ) -> Mapped:
     """``SparseMerkleTree.apply_tracked`` over the state map of the store at ``path`` (in the
-    worker), its nodes and stale keys sorted here rather than in the node."""
+    worker), its nodes and (``with_stale``: else none) stale keys sorted here rather than in
+    the node."""
     started = time.process_time()
     opened = _open(path)
     with opened.reader() as nodes:
         tree = SparseMerkleTree(get_suite(suite).hasher(), nodes)
         new_root, new_nodes, stale = tree.apply_tracked(root, root_version, updates, version)
-    return new_root, sorted(new_nodes.items()), sorted(stale), time.process_time() - started
+    return (
+        new_root,
+        sorted(new_nodes.items()),
+        sorted(stale) if with_stale else [],
+        time.process_time() - started,
+    )
 
 
 def _open(path: str) -> StateMapFile:
@@ -99,15 +111,24 @@ class StateMapWorkers:
         root_version: int,
         updates: Mapping[bytes, bytes | None],
         version: int,
+        with_stale: bool = True,
     ) -> Mapped | None:
-        """The new root, nodes and stale keys of the store at ``store_path``, and the worker's
-        CPU seconds; None when no worker can be had (the caller then computes them itself).
+        """The new root, nodes and stale keys (none unless ``with_stale``) of the store at
+        ``store_path``, and the worker's CPU seconds; None when no worker can be had (the caller
+        then computes them itself).
         Blocks the calling thread: call it from a worker thread, never from the event loop."""
         for _ in range(2):
             pool = self._get_pool()
             try:
                 return pool.submit(
-                    apply_updates, str(store_path), suite, root, root_version, dict(updates), version
+                    apply_updates,
+                    str(store_path),
+                    suite,
+                    root,
+                    root_version,
+                    dict(updates),
+                    version,
+                    with_stale,
                 ).result()
             except BrokenProcessPool:
                 # A worker died (killed from outside, out of memory): start others, once.
