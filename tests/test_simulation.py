@@ -5,7 +5,9 @@ SIM_SEED=N replays one seed, which is what a failure's message tells you to run.
 
 The harness is shown able to fail: with the locking rule switched off the agreement check
 catches a fork; with blocks taken as valid whatever the node says the validity check catches
-it; with a prevote re-signed on timeout the double-sign check catches it. A node that behaves
+it; with a prevote re-signed on timeout the double-sign check catches it; with only a node's
+own messages re-sent (not the other validators' it holds) the progress check catches a height
+that never ends against an equivocator. A node that behaves
 like the node before issue 6 (any block time accepted, a fetched copy judged unchecked) is
 caught by the block-time check against a ``future_time`` node and by the framing check
 against a ``bad_fetch`` node, on seeds named below.
@@ -19,7 +21,15 @@ import time
 
 import pytest
 
-from zhongshu.consensus.messages import BlockData, BuildBlock, EngineAction, FetchBlock, Step
+from zhongshu.consensus.messages import (
+    BlockData,
+    BuildBlock,
+    ConsensusMessage,
+    EngineAction,
+    FetchBlock,
+    SignedProposal,
+    Step,
+)
 from zhongshu.consensus.simulation import BEHAVIOURS, SimResult, SimulationFailure, run_seed
 from zhongshu.consensus.simulation.blocks import BlockCopy
 from zhongshu.consensus.simulation.honest import HonestNode, Work
@@ -142,6 +152,18 @@ class TodaysNode(HonestNode):
             self.feed(data)
 
 
+class OwnGossipEngine(TendermintEngine):
+    """Re-sends only its own messages, as the replica did before a hostile node locked two
+    validators on a polka the third never saw: Algorithm 1 needs other validators' messages
+    passed on too."""
+
+    def get_gossip(self) -> list[ConsensusMessage]:
+        def signer(m: ConsensusMessage) -> bytes:
+            return m.proposal.proposer if isinstance(m, SignedProposal) else m.validator
+
+        return [m for m in self.get_messages() if signer(m) == self.own_key]
+
+
 def _first_failure(
     engine: type[TendermintEngine], byzantine: str, kind: str, seeds: int
 ) -> SimulationFailure:
@@ -159,6 +181,13 @@ def test_harness_catches_a_fork_when_locking_is_off() -> None:
     # The same scenario with the real engine holds: the fork is the missing lock's doing.
     run_seed(failure.seed, random.Random(failure.seed), byzantine="amnesia")
     assert f"seed {failure.seed}" in str(failure) and f"SIM_SEED={failure.seed}" in str(failure)
+
+
+def test_harness_catches_a_node_that_relays_only_its_own_messages() -> None:
+    # An equivocator's vote reaches some validators only; unless they pass it on, the others
+    # can stay locked on a polka the rest never see, and the height never ends.
+    failure = _first_failure(OwnGossipEngine, "equivocate", "progress", seeds=40)
+    run_seed(failure.seed, random.Random(failure.seed), byzantine="equivocate")
 
 
 def test_harness_catches_deciding_an_invalid_block() -> None:

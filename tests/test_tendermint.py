@@ -813,6 +813,38 @@ def test_replaying_the_input_log_rebuilds_the_same_state_and_actions() -> None:
     assert fresh.get_state().round == 3
 
 
+def test_gossip_passes_on_the_polka_behind_the_lock_quorums_and_recent_rounds() -> None:
+    """What a stalled node re-sends: others' messages too, but not every old round's."""
+    node = Node()
+    lock_on_v_in_round_0(node)
+    node.feed(prevote(0, NIL, 3))
+    go_to_round(node, 1)
+    # Round 1: 2f+1 precommits for W, whose proposal this node never saw (no decision here;
+    # a peer holding the proposal can decide with them).
+    node.feed_all(precommit(1, W, 1), precommit(1, W, 2), precommit(1, W, 3))
+    node.feed_all(TimeoutFired(1, 1, Step.PROPOSE), TimeoutFired(1, 1, Step.PRECOMMIT))
+    node.feed(proposal(2, W))
+    go_to_round(node, 3)
+    node.feed(prevote(3, NIL, 2))
+    gossip = node.engine.get_gossip()
+    assert len(gossip) == len(set(gossip)), "a message twice"
+    sent = set(gossip)
+    own_prevote = SignedVote(pv(0, V), KEYS[0], sig(KEYS[0]))
+    # The polka of the lock, the proposal it is for, and the precommit quorum of round 1.
+    for message in (proposal(0, V), prevote(0, V, 1), prevote(0, V, 2), own_prevote):
+        assert message in sent, message
+    for by in (1, 2, 3):
+        assert precommit(1, W, by) in sent
+    # Rounds 2 and 3 whole (rounds - 1 and later).
+    assert {proposal(2, W), precommit(2, NIL, 1), precommit(2, NIL, 2), prevote(3, NIL, 2)} <= sent
+    # Not the rest of rounds 0 and 1: nil prevotes and precommits.
+    own_nil = SignedVote(pv(1, NIL), KEYS[0], sig(KEYS[0]))
+    assert own_nil in node.engine.get_messages()
+    for message in (prevote(0, NIL, 3), precommit(0, NIL, 1), precommit(0, NIL, 2), own_nil):
+        assert message not in sent, message
+    assert all(m.proposal.round in (0, 2, 3) for m in gossip if isinstance(m, SignedProposal))
+
+
 def test_messages_and_inputs_round_trip_through_the_codec() -> None:
     events: list[EngineInput] = [
         StartHeight(1, validator_set()),

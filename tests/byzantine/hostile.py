@@ -14,6 +14,9 @@ own Replica with the misbehaviour of one attack layered on; it signs with the ra
 - ``equivocate``: as proposer, sends two different proposals to two halves of the network;
   every vote goes to half the peers as signed and to the other half for a random block.
 - ``silence``: connects and then says nothing and answers nothing.
+- ``lock-split``: as proposer of round 0, sends its proposal and its prevote for it to two of
+  the three peers only, then says nothing more at that height; those two lock on the block
+  and the third never hears the polka unless they pass the prevote on. Honest elsewhere.
 - ``vote-flood``: thousands of votes a second, validly signed for random rounds and blocks,
   and as many with garbage signatures.
 """
@@ -52,7 +55,16 @@ from zhongshu.node.wire import (
 )
 from zhongshu.p2p.netinit import load_transport_config
 
-ATTACKS = ("future-time", "bad-sync", "bad-fetch", "future-flood", "equivocate", "silence", "vote-flood")
+ATTACKS = (
+    "future-time",
+    "bad-sync",
+    "bad-fetch",
+    "future-flood",
+    "equivocate",
+    "silence",
+    "lock-split",
+    "vote-flood",
+)
 TEN_YEARS_MS = 10 * 365 * 24 * 3600 * 1000
 
 log = logging.getLogger("hostile")
@@ -71,6 +83,8 @@ class HostileReplica(Replica):
         self._private_key = private_key
         self.sent = 0
         """Hostile messages sent (printed at exit, so a test can tell the attack happened)."""
+        self._split_heights: set[int] = set()
+        """Heights at which "lock-split" proposed to two peers (it says nothing more there)."""
         if attack == "future-time":
             wall = self.clock
             self.clock = lambda: wall() + TEN_YEARS_MS
@@ -146,8 +160,42 @@ class HostileReplica(Replica):
         signed = SignedProposal(proposal, self._raw_sign(encode(proposal)))
         return ProposalGossip(signed, header, hashes)
 
+    def _relay(self, message: SignedProposal | SignedVote) -> None:
+        if self.attack == "silence" or self._height_of(message) in self._split_heights:
+            return
+        super()._relay(message)
+
+    @staticmethod
+    def _height_of(message: SignedProposal | SignedVote) -> int:
+        return message.proposal.height if isinstance(message, SignedProposal) else message.vote.height
+
+    def _split_lock(self, message: SignedProposal | SignedVote) -> None:
+        """Round 0's proposal and its prevote to the first two peers (by key) only; nothing else
+        at that height; every other height as an honest node."""
+        two = sorted(p.validator for p in self.transport.peers())[:2]
+        if isinstance(message, SignedProposal) and message.proposal.round == 0:
+            built = self._blocks.get(message.proposal.block_hash)
+            if built is not None and len(two) == 2:
+                self._split_heights.add(message.proposal.height)
+                gossip = ProposalGossip(message, built.block.header, built.tx_hashes)
+                for p in two:
+                    self.transport.send(p, encode(gossip))
+                self.sent += 1
+                return
+        if self._height_of(message) not in self._split_heights:
+            super()._broadcast_own(message)
+            return
+        vote = message.vote if isinstance(message, SignedVote) else None
+        if vote is not None and vote.kind == PREVOTE and vote.round == 0 and vote.block_hash:
+            for p in two:
+                self.transport.send(p, encode(VoteGossip(message)))
+            self.sent += 1
+
     def _broadcast_own(self, message: SignedProposal | SignedVote) -> None:
         if self.attack == "silence":
+            return
+        if self.attack == "lock-split":
+            self._split_lock(message)
             return
         if self.attack != "equivocate":
             super()._broadcast_own(message)
@@ -191,6 +239,14 @@ class HostileReplica(Replica):
             message = self._peek(payload)
             if isinstance(message, GetBlocks):
                 self._reply_bad_blocks(peer, message)
+                return
+        if self.attack == "lock-split":
+            # It decides its split blocks itself (it hears the two precommits); it keeps them
+            # to itself, so the others must finish those heights on their own.
+            message = self._peek(payload)
+            if isinstance(message, GetBlocks) and any(
+                message.start <= h < message.start + message.count for h in self._split_heights
+            ):
                 return
         if self.attack == "bad-fetch":
             message = self._peek(payload)

@@ -3,7 +3,8 @@
 Four real node processes on loopback (mutual TLS, as ``network init`` makes them). Node 3's
 files are then used by ``hostile.py``, which joins the network as that validator and runs one
 attack at a time: future block times, bad block-sync replies, bad transaction-fetch replies, a
-flood of far-future proposals, equivocation, silence and a vote flood. During each attack the
+flood of far-future proposals, equivocation, silence, a polka shown to two validators only
+and a vote flood. During each attack the
 three honest nodes, under a steady load, must keep committing at at least half the block rate
 measured with four honest nodes (for the attacks that cost the hostile validator its own turns:
 at least half the rate with node 3 switched off, the best any attacker can be held to; see
@@ -167,10 +168,10 @@ def _under_attack(net: Network, attack: str) -> float:
 
 # What each attack is compared with. The hostile validator keeps voting for honest blocks in
 # "bad-fetch" and "vote-flood": half the four-honest rate. In the others it loses its own turns:
-# its proposals are refused ("future-time"), split ("equivocate"), never sent ("silence"), or
-# its messages wait behind its own flood, which honest nodes read at no more than their per-peer
-# allowance ("future-flood"); nothing can beat a validator that does not take part, so these
-# are held to half the rate with node 3 switched off.
+# its proposals are refused ("future-time"), split ("equivocate", "lock-split"), never sent
+# ("silence"), or its messages wait behind its own flood, which honest nodes read at no more
+# than their per-peer allowance ("future-flood"); nothing can beat a validator that does not
+# take part, so these are held to half the rate with node 3 switched off.
 BASELINE = {
     "bad-fetch": "4 honest",
     "vote-flood": "4 honest",
@@ -178,6 +179,7 @@ BASELINE = {
     "future-time": "3 honest, node3 off",
     "equivocate": "3 honest, node3 off",
     "silence": "3 honest, node3 off",
+    "lock-split": "3 honest, node3 off",
 }
 
 

@@ -115,3 +115,32 @@ class HeightLog:
         out: list[ConsensusMessage] = [p for ps in self.proposals.values() for p in ps]
         out.extend(self.votes.all_votes())
         return out
+
+    def get_relayed(self, round: int, justified: list[tuple[int, bytes]]) -> list[ConsensusMessage]:
+        """What a node passes on to its peers at ``round``, whoever signed it.
+
+        - Every proposal and vote of ``round - 1`` and later: the messages that move a peer
+          into this round (f+1 of a later round, line 55) or through it (2f+1 of any kind).
+        - For each (round, value) of ``justified`` (the node's lock and valid value), the
+          proposal of the value in that round and the prevotes for it: the polka a peer needs
+          to prevote the value when it is proposed again (line 28), which a Byzantine voter
+          may have sent to some validators only.
+        - Every 2f+1 precommits for a value, in any round, with its proposal: a decision a
+          peer can take (line 49).
+        """
+        out: list[ConsensusMessage] = []
+        for r, ps in self.proposals.items():
+            out.extend(p for p in ps if r >= round - 1)
+        for signed in self.votes.all_votes():
+            if signed.vote.round >= round - 1:
+                out.append(signed)
+        older = [(r, v) for r, v in justified if 0 <= r < round - 1]
+        for r in self.votes.precommit_rounds():
+            value = self.votes.precommits(r).two_thirds_block()
+            if value is not None and r < round - 1:
+                out.extend(self.votes.precommits(r).votes_for(value))
+                older.append((r, value))
+        for r, value in dict.fromkeys(older):
+            out.extend(p for p in self.proposals.get(r, []) if p.proposal.block_hash == value)
+            out.extend(self.votes.prevotes(r).votes_for(value))
+        return list(dict.fromkeys(out))

@@ -181,8 +181,16 @@ class TendermintEngine:
         return self._log.get_proposer(round)
 
     def get_messages(self) -> list[ConsensusMessage]:
-        """Every proposal and vote admitted at the current height (what gossip re-sends)."""
+        """Every proposal and vote admitted at the current height."""
         return self._log.get_messages()
+
+    def get_gossip(self) -> list[ConsensusMessage]:
+        """What this node re-sends to its peers while the height makes no progress: its own
+        messages and other validators' alike (Algorithm 1 assumes that a message one correct
+        process received reaches every correct process), limited to the current and previous
+        round, the polka behind its lock and valid value, and precommit quorums."""
+        justified = [(self._locked_round, self._locked_value), (self._valid_round, self._valid_value)]
+        return self._log.get_relayed(self._round, [(r, v) for r, v in justified if v is not None])
 
     def knows(self, message: ConsensusMessage) -> bool:
         """Whether ``message`` is already in the current height's log."""

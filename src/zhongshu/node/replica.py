@@ -528,14 +528,22 @@ class Replica(ChainNode):
     # -- gossip out --------------------------------------------------------------------
 
     def _broadcast_own(self, message: SignedProposal | SignedVote) -> None:
+        """Send a message this node signed to every peer."""
+        self._send_consensus(message)
+
+    def _relay(self, message: SignedProposal | SignedVote) -> None:
+        """Pass on another validator's message to every peer."""
+        self._send_consensus(message)
+
+    def _send_consensus(self, message: SignedProposal | SignedVote) -> None:
+        """A vote as it is; a proposal only with a block this node holds, header and transaction
+        hashes beside it (whoever takes it asks this node for the transactions it lacks)."""
         if isinstance(message, SignedVote):
             self.transport.broadcast(encode(VoteGossip(message)))
             return
         built = self._blocks.get(message.proposal.block_hash)
-        if built is None:
-            return
-        gossip = ProposalGossip(message, built.block.header, built.tx_hashes)
-        self.transport.broadcast(encode(gossip))
+        if built is not None:
+            self.transport.broadcast(encode(ProposalGossip(message, built.block.header, built.tx_hashes)))
 
     async def submit(self, txs: list[Transaction] | Any) -> list[bytes]:
         hashes = await super().submit(txs)
@@ -549,16 +557,21 @@ class Replica(ChainNode):
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
             self.block_sync.announce()
-            # A height that makes no progress re-sends our own messages (peers may have missed them).
+            # A height that makes no progress re-sends what peers may lack: our own messages and
+            # the others' that the engine relays. A Byzantine validator may have sent a vote to
+            # some validators only; unless the others pass it on, two of them can stay locked on
+            # a value whose polka the third never sees (tests/byzantine, "lock-split").
             if not self._idle and time.monotonic() - self._progress_at > 2 * STATUS_INTERVAL:
-                for message in self.engine.get_messages():
-                    own = (
+                for message in self.engine.get_gossip():
+                    signer = (
                         message.proposal.proposer
                         if isinstance(message, SignedProposal)
                         else message.validator
                     )
-                    if own == self.csigner.public_key:
+                    if signer == self.csigner.public_key:
                         self._broadcast_own(message)
+                    else:
+                        self._relay(message)
 
     # -- gossip in ---------------------------------------------------------------------
 

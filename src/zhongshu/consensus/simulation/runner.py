@@ -473,11 +473,12 @@ class Simulation:
         node.receive(message)
 
     def _gossip(self) -> None:
-        """Each live honest node sends each live peer what it lacks of the peer's height."""
+        """Each live honest node sends each live peer what it lacks of what it relays at the
+        peer's height (``TendermintEngine.get_gossip``, the choice a real replica makes)."""
         for node in self.nodes:
             if not (node.alive and isinstance(node, HonestNode)):
                 continue
-            mine = node.engine.get_messages()
+            mine = node.engine.get_gossip()
             for peer in self.nodes:
                 if peer is node or not peer.alive:
                     continue
