@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import resource
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -44,6 +46,9 @@ QUIET_AT_STOP_LOGGERS = ["uvicorn.error", "asyncio"]
 
 SHUTDOWN_GRACE_SECONDS = 3
 """On SIGINT/SIGTERM, requests still open after this many seconds are cancelled and the node stops."""
+SLOW_STOP_SECONDS = 15
+"""A stop still running this long after the signal prints every thread's stack to stderr (again
+each period), so a stop that hangs says where."""
 
 
 class NodeHalted(RuntimeError):
@@ -95,6 +100,9 @@ class _StopSignals:
         name = signal.Signals(signum).name
         if len(self.received) == 1:
             log.info("%s received: stopping", name)
+            # A stderr without a file descriptor (embedded use) cannot take the report.
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                faulthandler.dump_traceback_later(SLOW_STOP_SECONDS, repeat=True, file=sys.stderr)
         if self.server is not None:
             if self.server.should_exit and not self.server.force_exit:
                 log.info("%s received again: ending open requests now", name)
@@ -269,6 +277,7 @@ async def _serve_locked(
         else:
             node.close()
         remove_rate_limit(RATE_LIMITED_LOGGERS, limiter)
+        faulthandler.cancel_dump_traceback_later()
         log.info("node stopped at height %d", node.height)
     if failure is not None:
         raise NodeHalted(f"block production failed at height {node.height + 1}: {failure!r}") from failure
