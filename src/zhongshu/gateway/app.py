@@ -565,7 +565,8 @@ def create_app(
                 yield b": subscribed\n\n"
                 while True:
                     try:
-                        item = await asyncio.wait_for(queue.get(), 15)
+                        async with asyncio.timeout(15):
+                            item = await queue.get()
                     except TimeoutError:
                         if await request.is_disconnected():
                             return

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -67,6 +68,23 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _report_tasks() -> None:
+    """Log where each task of the loop waits, along its chain of awaits (a stop that hangs on
+    the loop rather than in a thread)."""
+    for task in asyncio.all_tasks():
+        steps: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(steps) < 30:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                steps.append(type(awaited).__name__)
+                break
+            steps.append(f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        log.warning("stop still running: task %s waits in %s", task.get_name(), " -> ".join(steps))
+    asyncio.get_running_loop().call_later(SLOW_STOP_SECONDS, _report_tasks)
+
+
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     """A stop signal after the node has closed: the process is exiting already."""
 
@@ -83,6 +101,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.server: uvicorn.Server | None = None
         self.received: list[int] = []
+        self._slow_report: asyncio.TimerHandle | None = None
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -103,11 +122,18 @@ class _StopSignals:
             # A stderr without a file descriptor (embedded use) cannot take the report.
             with contextlib.suppress(ValueError, OSError, AttributeError):
                 faulthandler.dump_traceback_later(SLOW_STOP_SECONDS, repeat=True, file=sys.stderr)
+            self._slow_report = asyncio.get_running_loop().call_later(SLOW_STOP_SECONDS, _report_tasks)
         if self.server is not None:
             if self.server.should_exit and not self.server.force_exit:
                 log.info("%s received again: ending open requests now", name)
                 self.server.force_exit = True
             self.server.should_exit = True
+
+    def stopped(self) -> None:
+        """The stop finished: no slow-stop report."""
+        faulthandler.cancel_dump_traceback_later()
+        if self._slow_report is not None:
+            self._slow_report.cancel()
 
     def attach(self, server: uvicorn.Server) -> None:
         self.server = server
@@ -277,7 +303,7 @@ async def _serve_locked(
         else:
             node.close()
         remove_rate_limit(RATE_LIMITED_LOGGERS, limiter)
-        faulthandler.cancel_dump_traceback_later()
+        stop.stopped()
         log.info("node stopped at height %d", node.height)
     if failure is not None:
         raise NodeHalted(f"block production failed at height {node.height + 1}: {failure!r}") from failure

@@ -372,7 +372,8 @@ class ChainNode:
     ) -> list[Committed]:
         """Wait for the futures of ``watch``; raise CommitTimeout after ``timeout`` seconds."""
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            async with asyncio.timeout(timeout):
+                return list(await asyncio.gather(*futures))
         except TimeoutError:
             raise errors.CommitTimeout(
                 f"not committed within {timeout:g} s; the transactions may still commit, but a node "

@@ -729,10 +729,12 @@ class Replica(ChainNode):
             return
         if len(gossip.tx_hashes) != header.tx_count or header.tx_count > self.genesis.params.max_block_txs:
             return
-        # The proposer signed the proposal.
-        if not await self._verify_one(proposal.proposer, encode(proposal), signed.signature):
-            return
-        self._enqueue_from_peer(signed)
+        # The proposer signed the proposal. A copy of one the engine holds (peers re-send on a
+        # stall) is not verified again; its block may still be wanted.
+        if not self.engine.knows(signed):
+            if not await self._verify_one(proposal.proposer, encode(proposal), signed.signature):
+                return
+            self._enqueue_from_peer(signed)
         if proposal.block_hash in self._blocks or proposal.block_hash in self._assembling:
             return
         # A proposer gets a few proposals gathered per height, not an unbounded number: its

@@ -52,8 +52,11 @@ class SoloNode(ChainNode):
                         / 1000,
                     )
                 )
+                # asyncio.timeout: a cancel is never lost to a wake-up in the same turn (wait_for
+                # on Python 3.11 can return instead).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 continue
             await self._handle(actions)
 

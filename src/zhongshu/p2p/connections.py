@@ -247,14 +247,18 @@ class ConnectionTable:
     async def _write_loop(self, conn: Connection) -> None:
         reason = "write failed"
         try:
-            while True:
+            while not conn.closed:
                 batch = await conn.queue.take(WRITE_BATCH_BYTES)
                 data = b"".join(batch)
                 conn.writer.write(data)
                 self.metrics.frames_out += len(batch)
                 self.metrics.bytes_out += len(data)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when it
+                # is cancelled just as the drain completes (closing the connection does both), and
+                # this loop then waited for frames forever, holding up the node's stop.
                 try:
-                    await asyncio.wait_for(conn.writer.drain(), self.config.stall_timeout)
+                    async with asyncio.timeout(self.config.stall_timeout):
+                        await conn.writer.drain()
                 except TimeoutError:
                     self.metrics.stalled += 1
                     reason = f"stalled: accepted no data for {self.config.stall_timeout:g} s"
