@@ -15,8 +15,9 @@ own Replica with the misbehaviour of one attack layered on; it signs with the ra
   every vote goes to half the peers as signed and to the other half for a random block.
 - ``silence``: connects and then says nothing and answers nothing.
 - ``lock-split``: as proposer of round 0, sends its proposal and its prevote for it to two of
-  the three peers only, then says nothing more at that height; those two lock on the block
-  and the third never hears the polka unless they pass the prevote on. Honest elsewhere.
+  the three peers only, then says nothing more at that height and serves no block sync for it;
+  those two lock on the block and the third never hears the polka unless they pass the
+  prevote on. Honest elsewhere.
 - ``vote-flood``: thousands of votes a second, validly signed for random rounds and blocks,
   and as many with garbage signatures.
 """
