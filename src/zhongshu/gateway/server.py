@@ -122,7 +122,8 @@ class _StopSignals:
             # A stderr without a file descriptor (embedded use) cannot take the report.
             with contextlib.suppress(ValueError, OSError, AttributeError):
                 faulthandler.dump_traceback_later(SLOW_STOP_SECONDS, repeat=True, file=sys.stderr)
-            self._slow_report = asyncio.get_running_loop().call_later(SLOW_STOP_SECONDS, _report_tasks)
+            # A second after the threads' stacks, so the tasks' waits end the log.
+            self._slow_report = asyncio.get_running_loop().call_later(SLOW_STOP_SECONDS + 1, _report_tasks)
         if self.server is not None:
             if self.server.should_exit and not self.server.force_exit:
                 log.info("%s received again: ending open requests now", name)
