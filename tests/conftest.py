@@ -9,6 +9,7 @@ synchronise: each wait polls a condition until a deadline.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,6 +34,31 @@ CLI_TIMEOUT = 60.0
 """Seconds any one CLI command may run."""
 LOG_TAIL = 6000
 """Characters of a node's log shown with a failed test."""
+
+
+_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\S+ (\w+) ")
+"""The start of a node's log record: its time and level."""
+
+
+def log_excerpt(text: str, tail: int) -> str:
+    """A node log for a failure report: every ERROR or CRITICAL record with what follows it up
+    to the next record (its traceback), wherever it is in the log, then the last ``tail``
+    characters. A tail alone can miss the one error that explains the failure."""
+    problems: list[str] = []
+    keep = False
+    for line in text[:-tail].splitlines() if len(text) > tail else []:
+        record = _RECORD.match(line)
+        if record:
+            keep = record.group(1) in ("ERROR", "CRITICAL")
+        elif line.startswith("Traceback"):
+            keep = True
+        if keep:
+            problems.append(line)
+    head = "\n".join(problems)[-20_000:]
+    if head:
+        head = f"(errors earlier in the log)\n{head}\n(tail)\n"
+    return head + text[-tail:]
+
 
 _LIVE: list[NodeProcess] = []
 """Nodes started and not yet torn down; their logs go with a failure report."""
@@ -235,7 +261,7 @@ class NodeProcess:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return "(no node log)"
-        return f"--- {self.log_path} (tail) ---\n{text[-LOG_TAIL:]}"
+        return f"--- {self.log_path} ---\n{log_excerpt(text, LOG_TAIL)}"
 
 
 def start_node(base: Path, *, suite: str = "sm", name: str = "home") -> NodeProcess:

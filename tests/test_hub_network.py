@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, free_base, wait_for
+from conftest import cli_env, free_base, log_excerpt, wait_for
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.hub.chains import ChainCreate, ChainStop
 from zhongshu.hub.homes import OPERATOR_KEY_FILE, init_hub
@@ -109,7 +109,7 @@ class Hub:
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- node{i} ---\n" + (self.root / f"node{i}.log").read_text(errors="replace")[-3000:]
+            f"--- node{i} ---\n" + log_excerpt((self.root / f"node{i}.log").read_text(errors="replace"), 3000)
             for i in range(N)
             if (self.root / f"node{i}.log").exists()
         )

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, free_ports, genesis_hash_of, run_cli, wait_for
+from conftest import cli_env, free_ports, genesis_hash_of, log_excerpt, run_cli, wait_for
 from zhongshu.crypto import get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.proof import verify_bundle
@@ -97,7 +97,7 @@ class HostNetwork:
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- node{i} ---\n" + (self.root / f"node{i}.log").read_text(errors="replace")[-3000:]
+            f"--- node{i} ---\n" + log_excerpt((self.root / f"node{i}.log").read_text(errors="replace"), 3000)
             for i in range(N)
             if (self.root / f"node{i}.log").exists()
         )

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, free_base, genesis_hash_of, wait_for
+from conftest import cli_env, free_base, genesis_hash_of, log_excerpt, wait_for
 from zhongshu.crypto import PrivateKey, get_suite
 from zhongshu.ledger.genesis import load_genesis
 from zhongshu.ledger.proof import verify_bundle
@@ -77,7 +77,7 @@ class Network:
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- node{i} ---\n" + (self.root / f"node{i}.log").read_text(errors="replace")[-3000:]
+            f"--- node{i} ---\n" + log_excerpt((self.root / f"node{i}.log").read_text(errors="replace"), 3000)
             for i in range(N)
             if (self.root / f"node{i}.log").exists()
         )
