@@ -141,8 +141,8 @@ def _extra_field(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
     return {**tx_to_json(evidence(key, genesis)), "fee": 1}
 
 
-def _string_height(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
-    return {**tx_to_json(evidence(key, genesis)), "valid_until": "1000"}
+def _float_height(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
+    return {**tx_to_json(evidence(key, genesis)), "valid_until": 1000.5}
 
 
 def _negative_nonce(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def _bad_hex_field(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
         lambda key, genesis: [],
         _missing_field,
         _extra_field,
-        _string_height,
+        _float_height,
         _negative_nonce,
         _nonce_over_64_bits,
         _bad_hex_field,
@@ -182,7 +182,7 @@ def _bad_hex_field(key: PrivateKey, genesis: bytes) -> dict[str, Any]:
         "empty-batch",
         "missing-field",
         "extra-field",
-        "string-height",
+        "float-height",
         "negative-nonce",
         "nonce-over-64-bits",
         "bad-hex-field",
@@ -192,6 +192,26 @@ def test_json_of_the_wrong_shape(
     module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, make: Any
 ) -> None:
     assert_problem(post(http, make(key, genesis)), 400, "malformed-transaction", module_node)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1e3", "01000", " 1000", "1000 ", "+1000", "-1", "0x3e8", "1000.0", "", "1_000", "١٠٠٠",
+     str(2**64), "9" * 21],
+)  # fmt: skip
+def test_u64_text_that_is_not_plain_decimal_digits(
+    module_node: NodeProcess, http: httpx.Client, key: PrivateKey, genesis: bytes, text: str
+) -> None:
+    # valid_until and nonce may come as decimal text (for readers of numbers as doubles), but
+    # only as the digits of an unsigned 64-bit integer: no sign, exponent, spaces or leading zero.
+    for field in ("valid_until", "nonce"):
+        problem = assert_problem(
+            post(http, {**tx_to_json(evidence(key, genesis)), field: text}),
+            400,
+            "malformed-transaction",
+            module_node,
+        )
+        assert field in problem["detail"], problem
 
 
 # -- signatures and keys ------------------------------------------------------------------

@@ -17,6 +17,12 @@ HEX_PATTERN = "^([0-9a-fA-F]{2})*$"
 
 Hex = Annotated[str, Field(pattern=HEX_PATTERN, description="bytes as hex digits (the API writes lowercase)")]
 Hash = Annotated[str, Field(pattern=HEX_PATTERN, description="a hash (SM3 or SHA-256, 32 bytes) as hex")]
+U64 = (
+    Annotated[int, Field(ge=0, lt=2**64)]
+    | Annotated[str, Field(pattern="^(0|[1-9][0-9]{0,19})$", description="below 2^64, as decimal text")]
+)
+"""An unsigned 64-bit integer in JSON: the gateway writes a number up to 2^53 - 1 and decimal
+text above (a reader of numbers as doubles rounds those); it takes either form for any value."""
 Cursor = Annotated[
     str | None,
     Field(description="pass back unchanged as ?cursor= for the next page; null: nothing more now"),
@@ -155,8 +161,12 @@ class TxBody(BaseModel):
     contract: str = Field(description="e.g. evidence")
     method: str = Field(description="e.g. put")
     args: Hex = Field(description="canonical MessagePack of the method's argument struct")
-    valid_until: int = Field(ge=0, lt=2**64, description="last block height that may include it")
-    nonce: int = Field(ge=0, lt=2**64, description="any u64; makes identical transactions distinct")
+    valid_until: U64 = Field(
+        description="last block height that may include it (u64: a number, or decimal text above 2^53 - 1)"
+    )
+    nonce: U64 = Field(
+        description="any u64, makes identical transactions distinct (a number, or decimal text above 2^53-1)"
+    )
     signature: Hex = Field(description="signature over the sign-bytes")
 
 

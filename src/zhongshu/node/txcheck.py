@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -13,9 +14,16 @@ from zhongshu.ledger.types import Transaction
 from zhongshu.node import errors
 from zhongshu.node.errors import ArgumentLimit, WrongGenesis
 
+MAX_SAFE_JSON_INT = 2**53 - 1
+"""The largest integer every JSON reader holds exactly: one that reads numbers as IEEE doubles
+(JavaScript's ``JSON.parse``) rounds those above it."""
+
+_U64_TEXT = re.compile(r"0|[1-9][0-9]{0,19}")
+
 
 class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A transaction as the API takes it: byte fields as lowercase hex."""
+    """A transaction as the API takes it: byte fields as lowercase hex; ``valid_until`` and
+    ``nonce`` as a JSON integer or as the decimal text of one (see ``u64_to_json``)."""
 
     chain_id: str
     genesis_hash: str
@@ -23,9 +31,30 @@ class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     contract: str
     method: str
     args: str
-    valid_until: int
-    nonce: int
+    valid_until: int | str
+    nonce: int | str
     signature: str
+
+
+def u64_to_json(value: int) -> int | str:
+    """An unsigned 64-bit integer for a JSON answer: a number up to ``MAX_SAFE_JSON_INT``, its
+    decimal text above, so that a reader of numbers as doubles still gets it exactly (the
+    Protocol Buffers JSON mapping writes every 64-bit integer as text for the same reason)."""
+    return value if value <= MAX_SAFE_JSON_INT else str(value)
+
+
+def _u64(name: str, value: int | str) -> int:
+    """A u64 field from JSON: an integer, or its decimal text without sign, spaces or leading
+    zeros; raise MalformedTransaction otherwise."""
+    if isinstance(value, str):
+        if not _U64_TEXT.fullmatch(value):
+            raise errors.MalformedTransaction(
+                f"field {name!r} is text but not the decimal digits of an unsigned integer: {value[:40]!r}"
+            )
+        value = int(value)
+    if not 0 <= value < 2**64:
+        raise errors.MalformedTransaction(f"field {name!r} must be an unsigned 64-bit integer")
+    return value
 
 
 def tx_to_json(tx: Transaction) -> dict[str, Any]:
@@ -36,8 +65,8 @@ def tx_to_json(tx: Transaction) -> dict[str, Any]:
         "contract": tx.contract,
         "method": tx.method,
         "args": tx.args.hex(),
-        "valid_until": tx.valid_until,
-        "nonce": tx.nonce,
+        "valid_until": u64_to_json(tx.valid_until),
+        "nonce": u64_to_json(tx.nonce),
         "signature": tx.signature.hex(),
     }
 
@@ -56,9 +85,8 @@ def _unhex(name: str, value: str) -> bytes:
 def tx_from_json(item: TxJSON) -> Transaction:
     """Build the Transaction; raise MalformedTransaction for bad hex or out-of-range integers."""
     # Integers are unsigned 64-bit, as the canonical encoding defines them.
-    for name, value in (("valid_until", item.valid_until), ("nonce", item.nonce)):
-        if not 0 <= value < 2**64:
-            raise errors.MalformedTransaction(f"field {name!r} must be an unsigned 64-bit integer")
+    valid_until = _u64("valid_until", item.valid_until)
+    nonce = _u64("nonce", item.nonce)
     return Transaction(
         item.chain_id,
         _unhex("genesis_hash", item.genesis_hash),
@@ -66,8 +94,8 @@ def tx_from_json(item: TxJSON) -> Transaction:
         item.contract,
         item.method,
         _unhex("args", item.args),
-        item.valid_until,
-        item.nonce,
+        valid_until,
+        nonce,
         _unhex("signature", item.signature),
     )
 

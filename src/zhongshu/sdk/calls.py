@@ -275,8 +275,13 @@ def put_evidence(
     return result.receipts[0]
 
 
+_read_tx_view = msgspec.json.Decoder(TxView, strict=False).decode
+"""A transaction's ``valid_until`` and ``nonce`` come as decimal text above 2^53 - 1 (so that a
+reader of numbers as doubles keeps them): the SDK reads either form as an integer."""
+
+
 def get_tx(chain: ChainRef, tx_hash: str | bytes) -> Operation[TxView]:
-    return (yield from one(get(chain.path(f"/txs/{_hex(tx_hash)}"), TxView)))
+    return (yield from one(Call("GET", chain.path(f"/txs/{_hex(tx_hash)}"), _read_tx_view)))
 
 
 def get_block(chain: ChainRef, height: int | str) -> Operation[BlockView]:

@@ -154,6 +154,7 @@ class SignedTx(msgspec.Struct, frozen=True, kw_only=True):
     valid_until: int
     """Last block height that may include it."""
     nonce: int
+    """Any unsigned 64-bit integer (the JSON carries it as text above 2^53 - 1; read here as an int)."""
     signature: str
     """The signature (hex) over the sign-bytes."""
 
