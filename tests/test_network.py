@@ -256,6 +256,7 @@ def test_two_of_four_stopped_halts_without_fork(network: Network) -> None:
     )
     assert r.status_code == 504, r.text
     assert max(net.height(0), net.height(1)) <= stalled + 1
+    _a_stop_ends_a_commit_wait_with_node_stopping(net, key, genesis_hash)
     # One returns: 3 of 4 is more than 2/3 again, and the pending deposit commits.
     net.start(3)
     tx_hash = _hash_of(tx)
@@ -266,6 +267,43 @@ def test_two_of_four_stopped_halts_without_fork(network: Network) -> None:
         0.1,
     )
     _check_agreement(net, load.committed, [0, 1, 3])
+
+
+def _a_stop_ends_a_commit_wait_with_node_stopping(net: Network, key: PrivateKey, genesis_hash: bytes) -> None:
+    """Node 1 is stopped while a client waits for a commit that cannot come: the client gets a
+    503 node-stopping problem naming its transaction (not a bare 500 when the stop's grace ends)."""
+    tx = evidence_tx(key, "main", genesis_hash, os.urandom(32), "waiting-at-stop", FAR)
+    answers: list[httpx.Response] = []
+
+    def wait_for_commit() -> None:
+        answers.append(
+            httpx.post(
+                f"{net.url(1)}/txs",
+                json=tx_to_json(tx),
+                params={"wait": "commit", "timeout": "30"},
+                timeout=40,
+            )
+        )
+
+    waiter = threading.Thread(target=wait_for_commit)
+    waiter.start()
+    wait_for(lambda: _is_pending(net, 1, _hash_of(tx)), 10, "the deposit pooled on node 1", 0.05)
+    assert net.stop(1) == 0
+    waiter.join(20)
+    [answer] = answers
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json"), answer.headers
+    problem = answer.json()
+    assert problem["type"] == "/problems/node-stopping" and problem["tx_hashes"] == [_hash_of(tx)], problem
+    net.start(1)
+
+
+def _is_pending(net: Network, i: int, tx_hash: str) -> bool:
+    try:
+        r = httpx.get(f"{net.url(i)}/txs/{tx_hash}", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and r.json()["status"] == "pending"
 
 
 def _is_committed(net: Network, i: int, tx_hash: str) -> bool:

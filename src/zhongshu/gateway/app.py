@@ -77,6 +77,7 @@ SUBMIT_CODES = (
     "too-large",
     "mempool-full",
     "commit-timeout",
+    "node-stopping",
 )
 """The problems POST txs can answer with."""
 
@@ -416,8 +417,8 @@ def create_app(
             futures = node.watch(hashes)
             try:
                 done = await node.wait_watched(hashes, futures, timeout)
-            except errors.CommitTimeout as exc:
-                raise errors.CommitTimeout(exc.detail, tx_hashes=[h.hex() for h in hashes]) from None
+            except (errors.CommitTimeout, errors.NodeStopping) as exc:
+                raise type(exc)(exc.detail, tx_hashes=[h.hex() for h in hashes]) from None
             if msgpack_answer:
                 entries = [
                     binary_route.CommittedEntry(c.tx_hash, c.height, c.index, c.time, c.receipt) for c in done

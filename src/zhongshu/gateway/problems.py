@@ -274,6 +274,13 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
                 "hold at most 2/3 of the voting power); detail names the chain.",
             ),
             _refusal(
+                errors.NodeStopping,
+                503,
+                "The node is stopping and ended a ?wait=commit that was still waiting; tx_hashes names "
+                "the transactions, which may still commit on the other nodes or be forgotten: look each "
+                "up on a running node and resubmit the ones not committed.",
+            ),
+            _refusal(
                 errors.CommitTimeout,
                 504,
                 "?wait=commit timed out; tx_hashes names the transactions, which may still commit or may "

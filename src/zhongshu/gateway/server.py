@@ -46,6 +46,10 @@ QUIET_AT_STOP_LOGGERS = ["uvicorn.error", "asyncio"]
 """Loggers that report requests cancelled by a stop (see ``_QuietCancelAtStop``)."""
 
 SHUTDOWN_GRACE_SECONDS = 3
+COMMIT_WAITS_END_SECONDS = SHUTDOWN_GRACE_SECONDS - 1
+"""After a stop signal, the commit waits still open end with 503 node-stopping this soon, so
+they answer before the grace is over (uvicorn then cancels a request, which a client sees as a
+bare 500)."""
 """On SIGINT/SIGTERM, requests still open after this many seconds are cancelled and the node stops."""
 SLOW_STOP_SECONDS = 15
 """A stop still running this long after the signal prints every thread's stack to stderr (again
@@ -101,6 +105,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.server: uvicorn.Server | None = None
         self.received: list[int] = []
+        self.signalled = asyncio.Event()
         self._slow_report: asyncio.TimerHandle | None = None
 
     def install(self) -> None:
@@ -116,6 +121,7 @@ class _StopSignals:
 
     def _on_signal(self, signum: int) -> None:
         self.received.append(signum)
+        self.signalled.set()
         name = signal.Signals(signum).name
         if len(self.received) == 1:
             log.info("%s received: stopping", name)
@@ -272,8 +278,17 @@ async def _serve_locked(
         if on_ready:
             on_ready(url)
 
+    async def end_commit_waits() -> None:
+        await stop.signalled.wait()
+        await asyncio.sleep(COMMIT_WAITS_END_SECONDS)
+        served = host.chains if host is not None else {genesis.chain_id: node}
+        ended = sum(chain_node.end_commit_waits() for chain_node in list(served.values()))
+        if ended:
+            log.info("%d commit waits ended by the stop (503 node-stopping)", ended)
+
     watchers = [
         asyncio.create_task(announce(), name="announce"),
+        asyncio.create_task(end_commit_waits(), name="end-commit-waits"),
         asyncio.create_task(log_blocks(node), name="block-log"),
         asyncio.create_task(watch_health(node), name="health"),
         # The signature-check workers start beside the server, not at the first batch.

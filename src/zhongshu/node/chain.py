@@ -389,6 +389,23 @@ class ChainNode:
                     if not waiters:
                         del self._waiters[h]
 
+    def end_commit_waits(self) -> int:
+        """End every ``wait_watched`` still waiting with NodeStopping (the node is stopping, and
+        its requests must answer before the stop's grace ends); return how many were ended."""
+        ended = 0
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(
+                        errors.NodeStopping(
+                            "the node is stopping; the transactions may still commit on the other nodes, "
+                            "or be forgotten: look each up by its hash on a running node and submit again "
+                            "any not committed"
+                        )
+                    )
+                    ended += 1
+        return ended
+
     def execute_block(
         self, height: int, time_ms: int, txs: list[Transaction], hashes: list[bytes], proposer: bytes
     ) -> BuiltBlock:

@@ -126,6 +126,13 @@ class CommitTimeout(Refused):
     title = "Not committed in time"
 
 
+class NodeStopping(Refused):
+    """The node stopped before the transactions of a ``?wait=commit`` were committed."""
+
+    code = "node-stopping"
+    title = "Node stopping"
+
+
 class BatchRefused(Refused):
     """At least one transaction of a batch was refused; none of the batch was accepted."""
 

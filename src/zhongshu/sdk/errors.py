@@ -68,7 +68,8 @@ class ApiError(ZhongshuError):
 
 
 class CommitTimeout(ApiError):
-    """``wait=commit`` timed out (504): the transactions were admitted and may still commit.
+    """``wait=commit`` timed out (504 ``commit-timeout``), or the node stopped while it waited
+    (503 ``node-stopping``): the transactions were admitted and may still commit.
 
     Look each one up by hash; submit again those that never commit (docs/access-spec.md,
     *Pending work*).
@@ -134,7 +135,7 @@ def api_error(status: int, body: Any, text: str, retry_after: str | None = None)
         default_title = "HTTP error"
     title = str(problem.get("title") or default_title)
     detail = str(problem.get("detail") or text.strip()[:500] or title)
-    if status == 504 and code == "commit-timeout":
+    if (status, code) in ((504, "commit-timeout"), (503, "node-stopping")):
         hashes = problem.get("tx_hashes")
         tx_hashes = [str(h) for h in hashes] if isinstance(hashes, list) else []
         return CommitTimeout(status, code, title, detail, problem, tx_hashes)
