@@ -106,6 +106,7 @@ class _StopSignals:
         self.server: uvicorn.Server | None = None
         self.received: list[int] = []
         self.signalled = asyncio.Event()
+        self.forced = asyncio.Event()
         self._slow_report: asyncio.TimerHandle | None = None
 
     def install(self) -> None:
@@ -133,6 +134,7 @@ class _StopSignals:
         if self.server is not None:
             if self.server.should_exit and not self.server.force_exit:
                 log.info("%s received again: ending open requests now", name)
+                self.forced.set()
                 self.server.force_exit = True
             self.server.should_exit = True
 
@@ -280,7 +282,10 @@ async def _serve_locked(
 
     async def end_commit_waits() -> None:
         await stop.signalled.wait()
-        await asyncio.sleep(COMMIT_WAITS_END_SECONDS)
+        # A second signal ends them at once (uvicorn no longer waits for requests then).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COMMIT_WAITS_END_SECONDS):
+                await stop.forced.wait()
         served = host.chains if host is not None else {genesis.chain_id: node}
         ended = sum(chain_node.end_commit_waits() for chain_node in list(served.values()))
         if ended:
