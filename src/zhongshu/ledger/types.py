@@ -109,7 +109,9 @@ class Header(msgspec.Struct, array_like=True, frozen=True, tag="header"):
     receipt_root: bytes
     """RFC 6962 root over the encoded receipts."""
     state_root: bytes
-    """Hash chain of state changes: H("state" || previous state root || root over the writes)."""
+    """Root of the state map (a sparse Merkle tree over every key and value of the chain's state)
+    after this block, docs/state-map.md; on a node run without the map (for measuring only), a
+    hash chain over each block's writes instead."""
     history_root: bytes
     """RFC 6962 root over the hashes of blocks 1 .. height-1 (empty tree at height 1)."""
     validator_set_hash: bytes

@@ -107,7 +107,6 @@ class BuiltBlock:
     state_map: StateMapUpdate | None
     """The state map's new and stale nodes, in key order (ChainStore.save_block); None without
     the map."""
-    """The state map's nodes this block adds (node key -> bytes), stored with the block."""
     index_entries: dict[bytes, bytes]
     """The query index entries of this block's deposits (owner listings), stored with it."""
 

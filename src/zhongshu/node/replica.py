@@ -3,16 +3,16 @@
 Every input of the engine goes through one queue and is appended to the write-ahead log
 (``consensus.wal``, fsynced) before the engine sees it; a restart replays the log of the
 current height into a fresh engine. Block data and transaction gossip travel beside consensus
-messages (``zhongshu.node.wire``); so does block sync, a part of its own (``node.blocksync``)
-that the replica owns and calls. All state changes happen in the one consumer task; validation
-runs in worker threads and comes back through the queue.
+messages (``zhongshu.node.wire``); so do block sync and the assembly of compact proposals,
+parts of their own (``node.blocksync``, ``node.assembly``) that the replica owns and calls.
+All state changes happen in the one consumer task; validation runs in worker threads and comes
+back through the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import struct
@@ -51,6 +51,7 @@ from zhongshu.consensus.votes import NIL
 from zhongshu.ledger.hashing import compute_block_hash, compute_tx_hash
 from zhongshu.ledger.types import PRECOMMIT, PREVOTE, Block, Genesis, Transaction, Vote
 from zhongshu.node import errors
+from zhongshu.node.assembly import Assembler
 from zhongshu.node.blocksync import SYNC_BATCH, BlockSync
 from zhongshu.node.chain import PRECOMMITTED_KEY, BuiltBlock, ChainNode, InvalidBlock
 from zhongshu.node.consensus_signer import ConsensusSigner
@@ -90,8 +91,6 @@ MAX_FUTURE_PER_SIGNER = 64
 MAX_VOTE_ROUNDS_AHEAD = 20
 """Votes for rounds further ahead of this node's round are dropped unverified (rounds move
 together; a node behind catches up from f+1 votes of a nearer round)."""
-MAX_ASSEMBLIES_PER_PROPOSER = 4
-"""Compact proposals being gathered per proposer and height (an equivocator's extras are dropped)."""
 GOSSIP_SLOTS = 8
 """Gossiped transaction batches verified at once; more wait, holding back their peer."""
 MAX_QUEUED_INPUTS = 20_000
@@ -125,19 +124,6 @@ class _Wake:
 class _Synced:
     item: SyncedBlock
     peer: bytes
-
-
-@dataclass
-class _Assembly:
-    """A compact proposal whose transactions are being gathered."""
-
-    gossip: ProposalGossip
-    txs: dict[bytes, Transaction]
-    peer: bytes
-    requested: bool = False
-    """Whether the missing transactions were asked of the proposer."""
-    fetched: set[bytes] = dataclasses.field(default_factory=set)
-    """Hashes of transactions that came in a fetch reply (their signatures are not checked yet)."""
 
 
 _Item = EngineInput | _BuildNow | _Validated | _Synced | _Wake
@@ -187,25 +173,25 @@ class Replica(ChainNode):
         self.wal = WriteAheadLog(data_dir / "consensus.wal")
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._blocks: dict[bytes, BuiltBlock] = {}
-        self._assembling: dict[bytes, _Assembly] = {}
         self._undecided: Decide | None = None
         self._future: dict[bytes, list[SignedProposal | SignedVote]] = {}
         """Per signer, messages of the next height that arrived before this node finished the current one."""
         self._verified_votes: dict[tuple[bytes, int, int, int], set[bytes]] = {}
         """Per (validator, height, round, kind), the blocks of the votes taken (this height and next)."""
         self._wanted_bodies: set[bytes] = set()
+        """Hashes of proposed blocks asked for whole (GetBlock); other bodies are ignored."""
         self._kept_bodies: list[Block] = []
         """The blocks this node precommitted at the height in progress, as on disk (PRECOMMITTED_KEY)."""
-        """Hashes of proposed blocks asked for whole (GetBlock); other bodies are ignored."""
         self.peerbook = PeerBook()
         self.block_sync = BlockSync(self, self.transport, self.peerbook, self._blame)
+        self.assembler = Assembler(
+            self.hash, self.mempool, self.transport, lambda h: self._spawn(self._validate_assembled(h))
+        )
         self._committed_at = time.monotonic()
         """When this node stored its latest block (monotonic): the block interval counts from here."""
         self._progress_at = time.monotonic()
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gossip_pending: set[bytes] = set()
-        """Hashes of gossiped transactions whose signatures are being verified right now."""
         self._gossip_slots = asyncio.Semaphore(GOSSIP_SLOTS)
         self.equivocations = 0
         self.dropped_inputs = 0
@@ -319,7 +305,7 @@ class Replica(ChainNode):
         kept, self._future = self._future, {}
         for item in [m for messages in kept.values() for m in messages]:
             await self._process(item)
-        await self._fill_assemblies()
+        self.assembler.fill()
 
     async def _feed(self, event: EngineInput) -> None:
         """Log the input, then hand it to the engine and carry out what it asks.
@@ -423,7 +409,7 @@ class Replica(ChainNode):
             self._queue.put_nowait(
                 _Validated(action.height, action.block_hash, self._blocks[action.block_hash])
             )
-        elif action.block_hash not in self._assembling:
+        elif action.block_hash not in self.assembler:
             self._request_body(action.block_hash)
 
     def _request_body(self, block_hash: bytes) -> None:
@@ -512,8 +498,7 @@ class Replica(ChainNode):
         self.wal.reset()
         self._blocks.clear()
         self._kept_bodies = []
-        # Proposals already gathered for the next height are kept; older ones are done with.
-        self._assembling = {h: a for h, a in self._assembling.items() if a.gossip.header.height > self.height}
+        self.assembler.forget_through(self.height)
         self._future = {
             signer: [m for m in messages if self._message_height(m) > self.height]
             for signer, messages in self._future.items()
@@ -608,9 +593,10 @@ class Replica(ChainNode):
         elif isinstance(message, BlockBody):
             self._spawn(self._on_block_body(peer, message.block))
         elif isinstance(message, GetTxs):
-            self._reply_txs(peer, message)
+            built = self._blocks.get(message.block_hash)
+            self.assembler.answer(peer, message, built, self.genesis.params.max_block_txs)
         elif isinstance(message, TxsReply):
-            await self._on_txs_reply(peer, message)
+            self.assembler.on_reply(peer, message)
         elif isinstance(message, Status):
             self.block_sync.on_status(peer, message)
         elif isinstance(message, GetBlocks):
@@ -659,7 +645,7 @@ class Replica(ChainNode):
 
     async def _pool_gossip(self, txs: list[Transaction]) -> None:
         hashes = [compute_tx_hash(self.hash, tx) for tx in txs]
-        self._gossip_pending.update(hashes)
+        self.assembler.gossip_pending.update(hashes)
         remaining = list(txs)
         try:
             while remaining:
@@ -672,26 +658,9 @@ class Replica(ChainNode):
                 except errors.Refused:
                     break
         finally:
-            self._gossip_pending.difference_update(hashes)
+            self.assembler.gossip_pending.difference_update(hashes)
         self._wake_if_idle()
-        await self._fill_assemblies()
-
-    async def _fill_assemblies(self) -> None:
-        """Complete proposals from the mempool; ask the proposer only for what no gossip brings."""
-        for block_hash, assembly in list(self._assembling.items()):
-            missing = []
-            for h in assembly.gossip.tx_hashes:
-                if h not in assembly.txs:
-                    tx = self.mempool.get(h)
-                    if tx is None:
-                        missing.append(h)
-                    else:
-                        assembly.txs[h] = tx
-            if not missing:
-                self._spawn(self._validate_assembled(block_hash))
-            elif not assembly.requested and not any(h in self._gossip_pending for h in missing):
-                assembly.requested = True
-                self.transport.send(assembly.peer, encode(GetTxs(block_hash, missing)))
+        self.assembler.fill()
 
     @staticmethod
     def _vote_slot(signed: SignedVote) -> tuple[bytes, int, int, int]:
@@ -735,46 +704,9 @@ class Replica(ChainNode):
             if not await self._verify_one(proposal.proposer, encode(proposal), signed.signature):
                 return
             self._enqueue_from_peer(signed)
-        if proposal.block_hash in self._blocks or proposal.block_hash in self._assembling:
+        if proposal.block_hash in self._blocks or proposal.block_hash in self.assembler:
             return
-        # A proposer gets a few proposals gathered per height, not an unbounded number: its
-        # lowest round makes room (a block dropped here can still be fetched whole).
-        same = sorted(
-            (a.gossip.proposal.proposal.round, h)
-            for h, a in self._assembling.items()
-            if a.gossip.header.height == proposal.height
-            and a.gossip.proposal.proposal.proposer == proposal.proposer
-        )
-        for _, dropped in same[: max(0, len(same) - MAX_ASSEMBLIES_PER_PROPOSER + 1)]:
-            del self._assembling[dropped]
-        self._assembling[proposal.block_hash] = _Assembly(gossip, {}, peer)
-        await self._fill_assemblies()
-
-    def _reply_txs(self, peer: bytes, request: GetTxs) -> None:
-        """Send the asked-for transactions of a proposed block, in messages that fit a frame."""
-        built = self._blocks.get(request.block_hash)
-        by_hash = dict(zip(built.tx_hashes, built.block.txs, strict=True)) if built else {}
-        txs = []
-        for h in request.tx_hashes[: self.genesis.params.max_block_txs]:
-            tx = by_hash.get(h) or self.mempool.get(h)
-            if tx is not None:
-                txs.append(tx)
-        for part in split_by_bytes(txs, GOSSIP_CHUNK_BYTES, estimate_tx_bytes):
-            self.transport.send(peer, encode(TxsReply(request.block_hash, part)))
-
-    async def _on_txs_reply(self, peer: bytes, reply: TxsReply) -> None:
-        """Transactions the proposer sent for a compact proposal (possibly in several messages)."""
-        assembly = self._assembling.get(reply.block_hash)
-        # Only the peer asked (the one that sent the proposal) answers; anyone else's copies are ignored.
-        if assembly is None or peer != assembly.peer or not assembly.requested:
-            return
-        wanted = set(assembly.gossip.tx_hashes)
-        for tx in reply.txs:
-            h = compute_tx_hash(self.hash, tx)
-            if h in wanted and h not in assembly.txs:
-                assembly.txs[h] = tx
-                assembly.fetched.add(h)
-        self._spawn(self._validate_assembled(reply.block_hash))
+        self.assembler.add(peer, gossip)
 
     async def _on_block_body(self, peer: bytes, block: Block) -> None:
         """A proposed block a peer sent on request: check it is the header's, then judge it."""
@@ -822,17 +754,11 @@ class Replica(ChainNode):
         self._queue.put_nowait(result)
 
     async def _validate_assembled(self, block_hash: bytes) -> None:
-        assembly = self._assembling.get(block_hash)
-        if assembly is None or any(h not in assembly.txs for h in assembly.gossip.tx_hashes):
+        taken = self.assembler.take(block_hash, self.height)
+        if taken is None:
             return
-        header = assembly.gossip.header
-        # A proposal for a later height waits until this node has stored the block before it.
-        if header.height > self.height + 1:
-            return
-        del self._assembling[block_hash]
-        if header.height <= self.height:
-            return
-        block = Block(header, [assembly.txs[h] for h in assembly.gossip.tx_hashes])
+        block, fetched = taken
+        header = block.header
         # The gathered copies are the header's transactions (a copy with another signature is not):
         # on a mismatch the copies are at fault, not the block, which is then fetched whole.
         reason = check_body(self.hash, header, block)
@@ -845,7 +771,6 @@ class Replica(ChainNode):
             self._request_body(block_hash)
             return
         # Fetched copies had their signatures checked by the sender only; the mempool's are checked.
-        fetched = [assembly.txs[h] for h in assembly.gossip.tx_hashes if h in assembly.fetched]
         valid = not await self._verify_senders(fetched)
         await self._report_validity(block, block_hash, check=valid)
 
