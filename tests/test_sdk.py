@@ -98,6 +98,10 @@ def test_an_error_that_is_no_problem_document_is_still_an_api_error() -> None:
         read_answer(get("/x", ChainStatus), 502, b"<html>Bad Gateway</html>")
     assert (caught.value.status, caught.value.code) == (502, "")
     assert caught.value.title == "Bad Gateway" and "Bad Gateway" in caught.value.detail
+    # JSON with a string that is not UTF-8 (msgspec raises UnicodeDecodeError for it).
+    with pytest.raises(ApiError) as caught:
+        read_answer(get("/x", ChainStatus), 502, b'{"title": "\xff"}')
+    assert caught.value.status == 502
 
 
 def test_fields_the_gateway_adds_later_are_ignored() -> None:
@@ -114,7 +118,7 @@ def test_fields_the_gateway_adds_later_are_ignored() -> None:
     assert (status.suite, status.height, status.genesis_hash) == ("intl", 3, "bb" * 32)
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"chain_id": 7}', b"[]"])
+@pytest.mark.parametrize("body", [b"not json", b'{"chain_id": 7}', b"[]", b'{"chain_id": "\xff"}'])
 def test_a_success_with_the_wrong_body_is_an_unexpected_response(body: bytes) -> None:
     with pytest.raises(UnexpectedResponse):
         read_answer(get("/x", ChainStatus), 200, body)

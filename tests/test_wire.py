@@ -13,7 +13,7 @@ import typing
 import msgspec
 import pytest
 
-from zhongshu.codec import decode, encode
+from zhongshu.codec import DecodeError, decode, decode_any, encode
 from zhongshu.consensus.messages import Proposal, SignedProposal, SignedVote
 from zhongshu.ledger.types import PRECOMMIT, Block, CommitCertificate, CommitSig, Header, Transaction, Vote
 from zhongshu.node import wire
@@ -100,3 +100,19 @@ def test_peek_reads_only_proposals() -> None:
         if not isinstance(other, wire.ProposalGossip):
             assert wire.peek_proposal(encode(other)) is None
     assert wire.peek_proposal(b"\xff\x00garbage") is None
+
+
+def test_a_string_that_is_not_utf8_is_a_malformed_message_not_an_error() -> None:
+    # msgspec raises UnicodeDecodeError (not DecodeError) for such a string; a peer's bytes
+    # must never raise past the reader (a fuzzing peer once filled a node's log with tracebacks).
+    gossip = _examples()[1]
+    assert isinstance(gossip, wire.ProposalGossip)
+    payload = encode(gossip)
+    chain = encode("main")
+    assert payload.count(chain) >= 1
+    bad = payload.replace(chain, chain[:1] + b"\xff\xfe\xfd\xfc")
+    assert wire.peek_proposal(bad) is None
+    with pytest.raises(DecodeError):
+        decode(bad, wire.WireMessage)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError):
+        decode_any(encode(["a", b"b"]).replace(b"\xa1a", b"\xa1\xff"))

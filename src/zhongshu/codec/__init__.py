@@ -54,5 +54,6 @@ def decode_any(data: bytes) -> Any:
     """Decode MessagePack into plain Python values."""
     try:
         return msgspec.msgpack.decode(data)
-    except msgspec.DecodeError as exc:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not valid MessagePack: {exc}") from None

@@ -41,7 +41,8 @@ def peek_proposal(payload: bytes) -> SignedProposal | None:
     None when the payload is another message or malformed."""
     try:
         return _PROPOSAL_HEAD.decode(payload).proposal
-    except msgspec.DecodeError:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
 
 

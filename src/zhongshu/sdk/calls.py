@@ -90,12 +90,13 @@ def read_answer(call: Call[T], status: int, content: bytes, retry_after: str | N
     if status >= 400:
         try:
             body: Any = msgspec.json.decode(content)
-        except msgspec.DecodeError:
+        # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
+        except (msgspec.DecodeError, UnicodeDecodeError):
             body = None
         raise api_error(status, body, content.decode("utf-8", "replace"), retry_after)
     try:
         return call.read(content)
-    except (msgspec.DecodeError, msgspec.ValidationError, GenesisError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, GenesisError) as exc:
         raise UnexpectedResponse(status, f"{call.method} {call.path}: {exc}") from None
 
 
@@ -218,7 +219,7 @@ def _plain(raw: bytes) -> Any:
         return None
     try:
         return _hexed(msgspec.msgpack.decode(raw))
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return raw.hex()
 
 

@@ -459,8 +459,7 @@ class Simulation:
             return
         try:
             message: ConsensusMessage = decode(data, ConsensusMessage)  # type: ignore[arg-type]
-        except (DecodeError, UnicodeDecodeError):
-            # codec.decode lets msgspec's UnicodeDecodeError (bad UTF-8 in a str) through.
+        except DecodeError:
             return
         # The network layer checks signatures before consensus sees a message.
         if isinstance(message, SignedProposal):
