@@ -36,9 +36,10 @@ from zhongshu.node.solo_node import SoloNode
 
 log = logging.getLogger("zhongshu.node")
 
-RATE_LIMITED_LOGGERS = ["zhongshu.gateway", "uvicorn.error", "zhongshu.node"]
+RATE_LIMITED_LOGGERS = ["zhongshu.gateway", "uvicorn.error", "zhongshu.node", "zhongshu.replica"]
 """Loggers whose lines peers or clients can cause per message: each kind is logged once per
-interval, not per event. (The block and health lines have loggers of their own, not limited.)"""
+interval, not per event. (A logger's filter does not see its children's lines: the block and
+health lines, ``zhongshu.node.blocks`` and ``zhongshu.node.health``, are not limited.)"""
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
