@@ -19,6 +19,7 @@ import pytest
 from conftest import NodeProcess
 from zhongshu.codec import encode
 from zhongshu.crypto import get_suite
+from zhongshu.gateway.views import decoded
 from zhongshu.ledger.hashing import compute_tx_hash
 from zhongshu.ledger.types import Transaction
 from zhongshu.node.txcheck import MAX_SAFE_JSON_INT, tx_to_json, u64_to_json
@@ -99,3 +100,16 @@ def test_a_large_nonce_commits_and_reads_back_exactly(
     with Client(module_node.url) as client:
         got = client.get_tx(expected_hash)
     assert (got.tx.nonce, got.tx.valid_until) == (nonce, valid_until)
+
+
+def test_decoded_views_write_integers_beyond_2_53_as_text() -> None:
+    # args_decoded, a receipt's result: decoded MessagePack, written by the same rule.
+    raw = encode({"big": 2**60, "negative": -(2**60), "edge": MAX_SAFE_JSON_INT, "flag": True, "n": [7]})
+    assert decoded(raw) == {
+        "big": str(2**60),
+        "negative": str(-(2**60)),
+        "edge": MAX_SAFE_JSON_INT,
+        "flag": True,
+        "n": [7],
+    }
+    assert decoded(encode(-MAX_SAFE_JSON_INT - 1)) == str(-MAX_SAFE_JSON_INT - 1)

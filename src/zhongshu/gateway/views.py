@@ -8,12 +8,17 @@ from zhongshu.codec import DecodeError, decode_any
 from zhongshu.ledger.proof.common import commit_to_json
 from zhongshu.ledger.types import CommitCertificate, Header, Receipt
 from zhongshu.node.chain import Committed
+from zhongshu.node.txcheck import MAX_SAFE_JSON_INT
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON values from decoded MessagePack: bytes become hex."""
+    """Plain JSON values from decoded MessagePack: bytes become hex, and an integer beyond
+    ±(2^53 - 1) its decimal text (as a transaction's nonce: a reader of numbers as doubles
+    would round it)."""
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_JSON_INT:
+        return str(value)
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
