@@ -298,20 +298,21 @@ def _a_stop_ends_a_commit_wait_with_node_stopping(net: Network, key: PrivateKey,
     net.start(1)
 
 
-def _is_pending(net: Network, i: int, tx_hash: str) -> bool:
+def _tx_status(net: Network, i: int, tx_hash: str) -> str | None:
+    """``pending`` or ``committed`` on node ``i``; None when it does not know it or does not answer."""
     try:
         r = httpx.get(f"{net.url(i)}/txs/{tx_hash}", timeout=2)
     except httpx.HTTPError:
-        return False
-    return r.status_code == 200 and r.json()["status"] == "pending"
+        return None
+    return str(r.json()["status"]) if r.status_code == 200 else None
+
+
+def _is_pending(net: Network, i: int, tx_hash: str) -> bool:
+    return _tx_status(net, i, tx_hash) == "pending"
 
 
 def _is_committed(net: Network, i: int, tx_hash: str) -> bool:
-    try:
-        r = httpx.get(f"{net.url(i)}/txs/{tx_hash}", timeout=2)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200 and r.json()["status"] == "committed"
+    return _tx_status(net, i, tx_hash) == "committed"
 
 
 def _hash_of(tx: Any) -> str:
