@@ -46,7 +46,8 @@ def log_excerpt(text: str, tail: int) -> str:
     characters. A tail alone can miss the one error that explains the failure."""
     problems: list[str] = []
     keep = False
-    for line in text[:-tail].splitlines() if len(text) > tail else []:
+    cut = max(0, len(text) - tail)
+    for line in text[:cut].splitlines():
         record = _RECORD.match(line)
         if record:
             keep = record.group(1) in ("ERROR", "CRITICAL")
@@ -57,7 +58,7 @@ def log_excerpt(text: str, tail: int) -> str:
     head = "\n".join(problems)[-20_000:]
     if head:
         head = f"(errors earlier in the log)\n{head}\n(tail)\n"
-    return head + text[-tail:]
+    return head + text[cut:]
 
 
 _LIVE: list[NodeProcess] = []
