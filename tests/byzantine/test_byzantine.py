@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import cli_env, wait_for
+from conftest import cli_env, log_excerpt, wait_for
 from test_network import Load, Network, _check_agreement, running_network
 from zhongshu.node.replica import SYNC_BATCH
 
@@ -258,5 +258,9 @@ def test_no_fork_and_every_commit_everywhere(net: Network, load: list[Load]) -> 
     sample = dict(sorted(committed.items())[::10])
     assert len(sample) >= 10, f"only {len(committed)} transactions committed under attack"
     _check_agreement(net, sample, HONEST)
+    # Nothing the hostile node sent raised past an honest node's readers, or broke its work.
+    for i in HONEST:
+        text = (net.root / f"node{i}.log").read_text(errors="replace")
+        assert "Traceback" not in text and " ERROR " not in text, log_excerpt(text, 0)[:3000]
     print("\nblock rates (blocks/s): " + json.dumps({k: round(v, 2) for k, v in RATES.items()}))
     print("hostile sends: " + json.dumps(SENT))
