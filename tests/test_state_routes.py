@@ -160,3 +160,24 @@ def test_without_height_or_proof_the_evidence_route_answers_as_before(
     with Client(module_node.url, "main") as client:
         absent = client.get_evidence_at("22" * 32)
     assert not absent.present and absent.record is None and absent.proof is None
+
+
+def test_a_transaction_bundle_anchored_through_the_newest_header(
+    module_node: NodeProcess, deposited: dict[str, object]
+) -> None:
+    key = deposited["key"]
+    genesis = load_genesis(module_node.home / "genesis.json")
+    with Client(module_node.url, "main") as client:
+        receipt = client.put_evidence(key, os.urandom(32), "anchored.pdf")  # type: ignore[arg-type]
+        client.put_evidence(key, os.urandom(32), "after.pdf")  # type: ignore[arg-type]
+        tip = client.status().height
+        plain = client.get_proof(receipt.tx_hash)
+        anchored = client.get_proof(receipt.tx_hash, anchor_latest=True)
+    assert tip > receipt.height
+    assert plain.document["anchor"] is None
+    # The newest header at the time of asking proves the block through its history root.
+    anchor = anchored.document["anchor"]
+    assert anchor is not None and anchor["height"] >= tip, anchor
+    for bundle in (plain, anchored):
+        proven = Client.verify_proof(bundle, trusted=genesis)
+        assert proven.height == receipt.height  # type: ignore[union-attr]

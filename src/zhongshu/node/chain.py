@@ -613,13 +613,21 @@ class ChainNode:
     # -- queries -----------------------------------------------------------------------
 
     def find_committed(self, tx_hash: bytes) -> Committed | None:
+        found = self._find_in_blocks(tx_hash)
+        return found[1] if found else None
+
+    def _find_in_blocks(self, tx_hash: bytes) -> tuple[Transaction, Committed] | None:
+        """A committed transaction and where it is, from the transaction index."""
         loc = self.store.load_tx_location(tx_hash)
         if loc is None:
             return None
         record = self.store.load_block(loc.height)
         if record is None:
             raise RuntimeError(f"tx index points at missing block {loc.height}")
-        return Committed(tx_hash, loc.height, loc.index, record.block.header.time, record.receipts[loc.index])
+        committed = Committed(
+            tx_hash, loc.height, loc.index, record.block.header.time, record.receipts[loc.index]
+        )
+        return record.block.txs[loc.index], committed
 
     def load_block(self, height: int) -> BlockRecord:
         record = self.store.load_block(height) if 1 <= height <= self.height else None
@@ -628,16 +636,14 @@ class ChainNode:
         return record
 
     def load_tx(self, tx_hash: bytes) -> tuple[Transaction, Committed | None]:
-        loc = self.store.load_tx_location(tx_hash)
-        if loc is not None:
-            record = self.load_block(loc.height)
-            c = Committed(
-                tx_hash, loc.height, loc.index, record.block.header.time, record.receipts[loc.index]
-            )
-            return record.block.txs[loc.index], c
-        for p in self.mempool.reap(len(self.mempool), 1 << 62):
-            if p.tx_hash == tx_hash:
-                return p.tx, None
+        """A transaction and where it was committed, or None beside one still pending."""
+        found = self._find_in_blocks(tx_hash)
+        # A block being stored is not shown before the chain's height includes it.
+        if found is not None and found[1].height <= self.height:
+            return found
+        pending = self.mempool.get(tx_hash)
+        if pending is not None:
+            return pending, None
         raise errors.NotFound(f"no transaction {tx_hash.hex()} on chain {self.chain_id!r}")
 
     def build_proof(self, tx_hash: bytes, *, anchor_latest: bool = False) -> dict[str, Any]:
@@ -646,14 +652,7 @@ class ChainNode:
         if loc is None:
             raise errors.NotFound(f"transaction {tx_hash.hex()} is not committed on {self.chain_id!r}")
         record = self.load_block(loc.height)
-        anchor = None
-        if anchor_latest and self.height > loc.height:
-            latest = self.load_block(self.height)
-            anchor = (
-                latest.block.header,
-                latest.commit,
-                self.store.load_block_hashes(self.height - 1),
-            )
+        anchor = self._latest_anchor(loc.height) if anchor_latest else None
         return build_bundle(
             self.genesis.suite,
             record.block,
@@ -691,11 +690,7 @@ class ChainNode:
     def build_state_proof(self, state: StateAt, *, anchor_latest: bool = False) -> dict[str, Any]:
         """The offline state bundle (``zhongshu-state-proof/1``) of ``state``; with
         ``anchor_latest``, its block is also proven through the newest header."""
-        header = state.record.block.header
-        anchor = None
-        if anchor_latest and self.height > header.height:
-            latest = self.load_block(self.height)
-            anchor = (latest.block.header, latest.commit, self.store.load_block_hashes(self.height - 1))
+        anchor = self._latest_anchor(state.record.block.header.height) if anchor_latest else None
         return build_state_bundle(
             self.genesis.suite,
             state.key,
@@ -706,6 +701,14 @@ class ChainNode:
             self.genesis.validators,
             anchor=anchor,
         )
+
+    def _latest_anchor(self, height: int) -> tuple[Header, CommitCertificate, list[bytes]] | None:
+        """What proves block ``height`` through the newest header (its commit and the block
+        hashes under its history root); None when ``height`` is the newest."""
+        if self.height <= height:
+            return None
+        latest = self.load_block(self.height)
+        return latest.block.header, latest.commit, self.store.load_block_hashes(self.height - 1)
 
     def get_evidence(self, digest: bytes) -> evidence.EvidenceRecord:
         raw = self.store.get_state(evidence.digest_key(digest))
