@@ -13,13 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zhongshu.node.txcheck import U64_TEXT
+
 HEX_PATTERN = "^([0-9a-fA-F]{2})*$"
 
 Hex = Annotated[str, Field(pattern=HEX_PATTERN, description="bytes as hex digits (the API writes lowercase)")]
 Hash = Annotated[str, Field(pattern=HEX_PATTERN, description="a hash (SM3 or SHA-256, 32 bytes) as hex")]
 U64 = (
     Annotated[int, Field(ge=0, lt=2**64)]
-    | Annotated[str, Field(pattern="^(0|[1-9][0-9]{0,19})$", description="below 2^64, as decimal text")]
+    | Annotated[str, Field(pattern=f"^({U64_TEXT})$", description="below 2^64, as decimal text")]
 )
 """An unsigned 64-bit integer in JSON: the gateway writes a number up to 2^53 - 1 and decimal
 text above (a reader of numbers as doubles rounds those); it takes either form for any value."""

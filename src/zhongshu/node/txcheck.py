@@ -18,7 +18,9 @@ MAX_SAFE_JSON_INT = 2**53 - 1
 """The largest integer every JSON reader holds exactly: one that reads numbers as IEEE doubles
 (JavaScript's ``JSON.parse``) rounds those above it."""
 
-_U64_TEXT = re.compile(r"0|[1-9][0-9]{0,19}")
+U64_TEXT = "0|[1-9][0-9]{0,19}"
+"""The decimal text a u64 field may be written as: digits only, no sign, spaces or leading zero."""
+_U64_TEXT = re.compile(U64_TEXT)
 
 
 class TxJSON(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
